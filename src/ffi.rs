@@ -1,0 +1,282 @@
+//! The C boundary: every exported symbol.
+//!
+//! Each export is a few lines: keep the caller's errno, call the safe core in
+//! `shm`, and turn its `Result` into the C convention with [`finish`], the one
+//! place that sets errno and records the thread's last error. The drop-in
+//! names (`shmget`, ...) are the `shmguard_` mirrors under libc's names.
+
+use core::ffi::{c_char, c_int, c_void};
+use core::ptr;
+
+use libc::{key_t, size_t, ssize_t};
+
+use crate::error::Error;
+use crate::runtime;
+use crate::shm;
+use crate::sys::{self, Errno, UserPath};
+
+/// The C convention: on success the value and errno as the caller had it;
+/// on failure `failure`, errno set, and the sentence kept for the thread.
+fn finish<T>(saved: Errno, result: Result<T, Error>, failure: T) -> T {
+    match result {
+        Ok(value) => {
+            sys::set_errno(saved);
+            value
+        }
+        Err(e) => {
+            if !e.detail.is_empty() {
+                runtime::set_last_error(&e.detail);
+            }
+            sys::set_errno(e.errno);
+            failure
+        }
+    }
+}
+
+/// `shmat`'s failure value.
+const MAP_FAILED: *mut c_void = usize::MAX as *mut c_void;
+
+/// Creates or opens the System V shared-memory segment of `key`.
+///
+/// Same arguments, result and errno as `shmget(2)`. Returns the segment id,
+/// or -1 with errno set; `shmguard_last_error()` then explains the failure.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmguard_shmget(key: key_t, size: size_t, shmflg: c_int) -> c_int {
+    let saved = sys::errno();
+    finish(saved, shm::shmget(key, size, shmflg), -1)
+}
+
+/// Attaches segment `shmid` at `shmaddr` (NULL: the kernel chooses).
+///
+/// Same arguments, result and errno as `shmat(2)`. On failure returns
+/// `(void *)-1`, never NULL (NULL is a valid result when a segment is
+/// attached at address 0).
+#[unsafe(no_mangle)]
+pub extern "C" fn shmguard_shmat(
+    shmid: c_int,
+    shmaddr: *const c_void,
+    shmflg: c_int,
+) -> *mut c_void {
+    let saved = sys::errno();
+    let result = shm::shmat(shmid, shmaddr.expose_provenance(), shmflg);
+    finish(
+        saved,
+        result.map(ptr::with_exposed_provenance_mut),
+        MAP_FAILED,
+    )
+}
+
+/// Detaches the attachment that starts at `shmaddr`.
+///
+/// Same result and errno as `shmdt(2)`: 0, or -1 with errno set.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmguard_shmdt(shmaddr: *const c_void) -> c_int {
+    let saved = sys::errno();
+    finish(
+        saved,
+        shm::shmdt(shmaddr.expose_provenance()).map(|()| 0),
+        -1,
+    )
+}
+
+/// Controls segment `shmid` (or, for `SHM_STAT`/`SHM_STAT_ANY`, the index).
+///
+/// Same arguments, result and errno as `shmctl(2)`; `buf` goes to the kernel
+/// untouched, so an invalid buffer fails with `EFAULT` as with libc.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmguard_shmctl(shmid: c_int, cmd: c_int, buf: *mut libc::shmid_ds) -> c_int {
+    let saved = sys::errno();
+    finish(saved, shm::shmctl(shmid, cmd, buf.expose_provenance()), -1)
+}
+
+/// Builds a System V key from the file at `pathname` and the low 8 bits of
+/// `proj_id`, exactly as glibc does.
+///
+/// Returns the key, or `(key_t)-1` with errno set when `pathname` cannot be
+/// `stat`ed.
+///
+/// # Safety
+/// `pathname` is passed to the kernel, which rejects an invalid pointer with
+/// `EFAULT`; it must otherwise point to a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmguard_ftok(pathname: *const c_char, proj_id: c_int) -> key_t {
+    let saved = sys::errno();
+    // SAFETY: the pointer is the caller's path argument, as UserPath expects.
+    let path = unsafe { UserPath::new(pathname) };
+    finish(saved, shm::ftok(path, proj_id), -1)
+}
+
+/// Drop-in `shmget`, the same as [`shmguard_shmget`].
+#[unsafe(no_mangle)]
+pub extern "C" fn shmget(key: key_t, size: size_t, shmflg: c_int) -> c_int {
+    shmguard_shmget(key, size, shmflg)
+}
+
+/// Drop-in `shmat`, the same as [`shmguard_shmat`].
+#[unsafe(no_mangle)]
+pub extern "C" fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> *mut c_void {
+    shmguard_shmat(shmid, shmaddr, shmflg)
+}
+
+/// Drop-in `shmdt`, the same as [`shmguard_shmdt`].
+#[unsafe(no_mangle)]
+pub extern "C" fn shmdt(shmaddr: *const c_void) -> c_int {
+    shmguard_shmdt(shmaddr)
+}
+
+/// Drop-in `shmctl`, the same as [`shmguard_shmctl`].
+#[unsafe(no_mangle)]
+pub extern "C" fn shmctl(shmid: c_int, cmd: c_int, buf: *mut libc::shmid_ds) -> c_int {
+    shmguard_shmctl(shmid, cmd, buf)
+}
+
+/// Drop-in `ftok`, the same as [`shmguard_ftok`].
+///
+/// # Safety
+/// As for [`shmguard_ftok`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ftok(pathname: *const c_char, proj_id: c_int) -> key_t {
+    // SAFETY: the caller upholds shmguard_ftok's contract.
+    unsafe { shmguard_ftok(pathname, proj_id) }
+}
+
+/// The sentence explaining this thread's last failed call, or NULL if no
+/// call has failed on this thread.
+///
+/// A later successful call does not clear it (like errno). The string
+/// belongs to shmguard and stays valid until the thread's next failed call.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmguard_last_error() -> *const c_char {
+    runtime::last_error_ptr()
+}
+
+/// The size of the segment (`shm_segsz`, as asked at creation) attached at
+/// exactly `addr`, or -1 with errno `EINVAL` if no attachment starts there.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmguard_attachment_size(addr: *const c_void) -> ssize_t {
+    let saved = sys::errno();
+    let result = shm::attachment_size(addr.expose_provenance());
+    finish(saved, result.map(|n| n as ssize_t), -1)
+}
+
+/// Copies `len` bytes from `src` to offset `off` of the attachment that
+/// starts at `shmaddr`, after checking the bounds.
+///
+/// Returns 0, or -1 with errno: `ERANGE` if the range runs past the end of
+/// the segment, `EINVAL` if `shmaddr` is not the start of an attachment,
+/// `EACCES` if the attachment is read-only, `EFAULT` if `src` is NULL and
+/// `len` is not 0.
+///
+/// # Safety
+/// `src` must be readable for `len` bytes (or NULL), and the attachment must
+/// not be detached by another thread during the copy.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmguard_copy_to(
+    shmaddr: *mut c_void,
+    off: size_t,
+    src: *const c_void,
+    len: size_t,
+) -> c_int {
+    let saved = sys::errno();
+    let result = shm::checked_range(shmaddr.expose_provenance(), off, len, true, src.is_null())
+        .map(|dst| {
+            if len > 0 {
+                // SAFETY: the range [dst, dst + len) lies inside a live,
+                // writable attachment (checked above); `src` is readable for
+                // `len` bytes by the caller's contract. `copy` allows overlap.
+                unsafe {
+                    ptr::copy(
+                        src.cast::<u8>(),
+                        ptr::with_exposed_provenance_mut::<u8>(dst),
+                        len,
+                    )
+                };
+            }
+            0
+        });
+    finish(saved, result, -1)
+}
+
+/// Copies `len` bytes from offset `off` of the attachment that starts at
+/// `shmaddr` to `dst`, after checking the bounds.
+///
+/// Returns 0, or -1 with errno: `ERANGE` past the end of the segment,
+/// `EINVAL` if `shmaddr` is not the start of an attachment, `EFAULT` if
+/// `dst` is NULL and `len` is not 0.
+///
+/// # Safety
+/// `dst` must be writable for `len` bytes (or NULL), and the attachment must
+/// not be detached by another thread during the copy.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmguard_copy_from(
+    shmaddr: *const c_void,
+    off: size_t,
+    dst: *mut c_void,
+    len: size_t,
+) -> c_int {
+    let saved = sys::errno();
+    let result = shm::checked_range(shmaddr.expose_provenance(), off, len, false, dst.is_null())
+        .map(|src| {
+            if len > 0 {
+                // SAFETY: [src, src + len) lies inside a live attachment
+                // (checked above); `dst` is writable for `len` bytes by the
+                // caller's contract. `copy` allows overlap.
+                unsafe {
+                    ptr::copy(
+                        ptr::with_exposed_provenance::<u8>(src),
+                        dst.cast::<u8>(),
+                        len,
+                    )
+                };
+            }
+            0
+        });
+    finish(saved, result, -1)
+}
+
+/// The number of leaks this process would report if it exited now.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmguard_leak_count() -> size_t {
+    let saved = sys::errno();
+    let count = crate::leak::leak_count(&shm::findings());
+    sys::set_errno(saved);
+    count
+}
+
+/// Writes the leak report this process would print at exit to `fd` (always
+/// ending with its SUMMARY line) and returns the number of leaks.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmguard_leak_report(fd: c_int) -> c_int {
+    let saved = sys::errno();
+    let count = shm::write_report(fd, &shm::findings());
+    sys::set_errno(saved);
+    c_int::try_from(count).unwrap_or(c_int::MAX)
+}
+
+/// The version of shmguard, e.g. "0.1.0".
+#[unsafe(no_mangle)]
+pub extern "C" fn shmguard_version() -> *const c_char {
+    const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    VERSION.as_ptr().cast()
+}
+
+/// Runs first: initialise before the program's constructors where the
+/// loader lets us (priority 101 sorts before default constructors when
+/// linked statically).
+extern "C" fn on_load() {
+    runtime::ensure_init();
+}
+
+/// Runs last: after `atexit` handlers and the program's destructors, so
+/// cleanup done there counts. Not run by `_exit` or a fatal signal.
+extern "C" fn on_unload() {
+    crate::fail_open((), shm::at_exit);
+}
+
+#[used]
+#[unsafe(link_section = ".init_array.00101")]
+static INIT: extern "C" fn() = on_load;
+
+#[used]
+#[unsafe(link_section = ".fini_array.00101")]
+static FINI: extern "C" fn() = on_unload;

@@ -1,0 +1,418 @@
+//! The leak check: what this process would leave behind if it exited now.
+//!
+//! Every candidate from the registry is verified against the kernel first,
+//! so a segment that someone else removed, or an attachment unmapped behind
+//! our back (a raw `shmdt`, `munmap`), is never reported:
+//! - an attachment counts only if /proc/self/maps still has a System V
+//!   mapping of that shmid starting at its address;
+//! - a created segment counts only if `IPC_STAT` still finds it, unmarked,
+//!   with this process as its creator (shmids are reused).
+#![forbid(unsafe_code)]
+
+use core::fmt::Write;
+
+use crate::diagnose::Key;
+use crate::registry::{Attachment, Created, Registry};
+use crate::runtime::Line;
+
+/// What `IPC_STAT` says of a segment, as far as the check needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentState {
+    pub key: i32,
+    pub size: usize,
+    pub mode: u32,
+    pub cpid: u32,
+    pub nattch: u64,
+}
+
+/// The kernel's side of the check.
+pub trait Kernel {
+    /// The System V mappings of this process: (start address, shmid).
+    fn sysv_mappings(&self) -> Vec<(usize, i32)>;
+    /// `IPC_STAT` of `shmid`, or `None` when it no longer exists.
+    fn stat(&self, shmid: i32) -> Option<SegmentState>;
+}
+
+/// One thing the report names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finding {
+    /// A segment created here, never marked, attached by no other process.
+    Segment {
+        shmid: i32,
+        key: i32,
+        size: usize,
+        mode: u32,
+    },
+    /// An attachment made here and never detached.
+    Attachment {
+        shmid: i32,
+        addr: usize,
+        size: usize,
+        readonly: bool,
+    },
+    /// A segment created here, never marked, still attached by others.
+    Note {
+        shmid: i32,
+        key: i32,
+        size: usize,
+        mode: u32,
+        others: u64,
+    },
+}
+
+impl Finding {
+    pub fn is_leak(&self) -> bool {
+        !matches!(self, Finding::Note { .. })
+    }
+}
+
+/// Parses /proc/self/maps for System V mappings: their path is
+/// `/SYSV<key>` and their inode is the shmid.
+pub fn parse_sysv_mappings(maps: &[u8]) -> Vec<(usize, i32)> {
+    let mut out = Vec::new();
+    for line in maps.split(|&b| b == b'\n') {
+        let Ok(line) = core::str::from_utf8(line) else {
+            continue;
+        };
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(range), Some(_perms), Some(_off), Some(_dev), Some(inode), Some(path)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            continue;
+        };
+        if !path.starts_with("/SYSV") {
+            continue;
+        }
+        let start = range
+            .split('-')
+            .next()
+            .and_then(|s| usize::from_str_radix(s, 16).ok());
+        if let (Some(start), Ok(shmid)) = (start, inode.parse::<i32>()) {
+            if out.try_reserve(1).is_ok() {
+                out.push((start, shmid));
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Computes the findings of process `pid` (leaks first, then notes).
+pub fn findings(registry: &Registry, pid: u32, kernel: &dyn Kernel) -> Vec<Finding> {
+    let mappings = kernel.sysv_mappings();
+    let mapped = |addr: usize, shmid: i32| mappings.binary_search(&(addr, shmid)).is_ok();
+
+    let mut own: Vec<(usize, Attachment)> = Vec::new();
+    registry.for_each_attachment(|addr, a| {
+        if a.pid == pid && own.try_reserve(1).is_ok() {
+            own.push((addr, *a));
+        }
+    });
+    let mut created: Vec<(i32, Created)> = Vec::new();
+    registry.for_each_created(|shmid, c| {
+        if c.pid == pid && created.try_reserve(1).is_ok() {
+            created.push((shmid, *c));
+        }
+    });
+    own.sort_unstable_by_key(|(addr, _)| *addr);
+    created.sort_unstable_by_key(|(shmid, _)| *shmid);
+
+    let mut out = Vec::new();
+    for (shmid, _) in created {
+        let Some(state) = kernel.stat(shmid) else {
+            continue;
+        };
+        if state.mode & crate::sys::SHM_DEST != 0 || state.cpid != pid {
+            continue;
+        }
+        // Our own mappings go away when we exit; anyone else's keep it alive.
+        let ours = mappings.iter().filter(|(_, id)| *id == shmid).count() as u64;
+        let others = state.nattch.saturating_sub(ours);
+        let (key, size, mode) = (state.key, state.size, state.mode & 0o777);
+        let finding = if others > 0 {
+            Finding::Note {
+                shmid,
+                key,
+                size,
+                mode,
+                others,
+            }
+        } else {
+            Finding::Segment {
+                shmid,
+                key,
+                size,
+                mode,
+            }
+        };
+        if out.try_reserve(1).is_ok() {
+            out.push(finding);
+        }
+    }
+    for (addr, a) in own {
+        if !mapped(addr, a.shmid) {
+            continue;
+        }
+        let size = if a.size != 0 {
+            a.size
+        } else {
+            kernel.stat(a.shmid).map_or(0, |s| s.size)
+        };
+        let finding = Finding::Attachment {
+            shmid: a.shmid,
+            addr,
+            size,
+            readonly: a.readonly,
+        };
+        if out.try_reserve(1).is_ok() {
+            out.push(finding);
+        }
+    }
+    out.sort_by_key(|f| !f.is_leak());
+    out
+}
+
+/// The number of leaks among `findings`.
+pub fn leak_count(findings: &[Finding]) -> usize {
+    findings.iter().filter(|f| f.is_leak()).count()
+}
+
+/// Writes the report lines for `findings` through `emit`, ending with the
+/// SUMMARY line. `lost` is the number of records the registry could not
+/// keep (out of memory).
+pub fn report(findings: &[Finding], lost: usize, mut emit: impl FnMut(Line)) {
+    for f in findings {
+        let mut line = Line::new();
+        let _ = match *f {
+            Finding::Segment {
+                shmid,
+                key,
+                size,
+                mode,
+            } => write!(
+                line,
+                "leak: segment shmid={shmid} key={} size={size} mode=0{mode:03o}: created by this process and never marked with IPC_RMID; it stays in the kernel until removed (ipcrm -m {shmid})",
+                Key(key)
+            ),
+            Finding::Attachment {
+                shmid,
+                addr,
+                size,
+                readonly,
+            } => write!(
+                line,
+                "leak: attachment shmid={shmid} addr={addr:#x} size={size} {}: attached by this process and never detached",
+                if readonly { "read-only" } else { "read-write" }
+            ),
+            Finding::Note {
+                shmid,
+                key,
+                size,
+                mode,
+                others,
+            } => write!(
+                line,
+                "note: segment shmid={shmid} key={} size={size} mode=0{mode:03o}: created by this process and not marked with IPC_RMID; {others} other process(es) still attach it, so it is not counted as a leak",
+                Key(key)
+            ),
+        };
+        emit(line);
+    }
+    if lost > 0 {
+        let mut line = Line::new();
+        let _ = write!(
+            line,
+            "note: {lost} record(s) could not be kept (out of memory); this report may be incomplete"
+        );
+        emit(line);
+    }
+    let segments = findings
+        .iter()
+        .filter(|f| matches!(f, Finding::Segment { .. }))
+        .count();
+    let attachments = findings
+        .iter()
+        .filter(|f| matches!(f, Finding::Attachment { .. }))
+        .count();
+    let bytes: usize = findings
+        .iter()
+        .map(|f| match *f {
+            Finding::Segment { size, .. } => size,
+            _ => 0,
+        })
+        .sum();
+    let mut line = Line::new();
+    let leaks = segments + attachments;
+    let _ = if leaks == 0 {
+        write!(line, "SUMMARY: no leaks")
+    } else {
+        write!(
+            line,
+            "SUMMARY: {leaks} leak{} ({segments} segment{} holding {bytes} bytes, {attachments} attachment{})",
+            plural(leaks),
+            plural(segments),
+            plural(attachments)
+        )
+    };
+    emit(line);
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Fake {
+        maps: Vec<(usize, i32)>,
+        segments: HashMap<i32, SegmentState>,
+    }
+
+    impl Kernel for Fake {
+        fn sysv_mappings(&self) -> Vec<(usize, i32)> {
+            let mut m = self.maps.clone();
+            m.sort_unstable();
+            m
+        }
+        fn stat(&self, shmid: i32) -> Option<SegmentState> {
+            self.segments.get(&shmid).copied()
+        }
+    }
+
+    fn seg(cpid: u32, nattch: u64, mode: u32) -> SegmentState {
+        SegmentState {
+            key: 0x42,
+            size: 100,
+            mode,
+            cpid,
+            nattch,
+        }
+    }
+
+    fn att(shmid: i32, pid: u32) -> Attachment {
+        Attachment {
+            shmid,
+            pid,
+            readonly: false,
+            size: 0,
+        }
+    }
+
+    fn created(pid: u32) -> Created {
+        Created {
+            key: 0x42,
+            size: 100,
+            mode: 0o600,
+            pid,
+        }
+    }
+
+    #[test]
+    fn parses_maps() {
+        let maps = b"7f0000000000-7f0000001000 rw-s 00000000 00:01 32769                      /SYSV00000000 (deleted)\n\
+                     7f0000002000-7f0000003000 r--p 00000000 08:01 1234                       /usr/lib/libc.so.6\n\
+                     00000000-00001000 rw-s 00000000 00:01 5                      /SYSV00001234 (deleted)\n";
+        assert_eq!(
+            parse_sysv_mappings(maps),
+            vec![(0, 5), (0x7f00_0000_0000, 32769)]
+        );
+    }
+
+    #[test]
+    fn verified_leaks_only() {
+        let r = Registry::new();
+        let me = 100;
+        r.attach(0x1000, att(1, me)); // live: leak
+        r.attach(0x2000, att(2, me)); // unmapped behind our back: not reported
+        r.attach(0x3000, att(1, 99)); // inherited: not ours
+        r.created(1, created(me)); // attached only by us: leak
+        r.created(3, created(me)); // removed by someone else
+        r.created(4, created(me)); // marked for destruction
+        r.created(5, created(me)); // shmid reused by another creator
+        r.created(6, created(me)); // others attach it: note
+        r.created(7, created(99)); // the parent's
+        let kernel = Fake {
+            maps: vec![(0x1000, 1), (0x3000, 1)],
+            segments: HashMap::from([
+                (1, seg(me, 2, 0o600)),
+                (4, seg(me, 0, 0o1600)),
+                (5, seg(77, 0, 0o600)),
+                (6, seg(me, 3, 0o600)),
+                (7, seg(99, 0, 0o600)),
+            ]),
+        };
+        let f = findings(&r, me, &kernel);
+        assert_eq!(
+            f,
+            vec![
+                Finding::Segment {
+                    shmid: 1,
+                    key: 0x42,
+                    size: 100,
+                    mode: 0o600
+                },
+                Finding::Attachment {
+                    shmid: 1,
+                    addr: 0x1000,
+                    size: 100,
+                    readonly: false
+                },
+                Finding::Note {
+                    shmid: 6,
+                    key: 0x42,
+                    size: 100,
+                    mode: 0o600,
+                    others: 3
+                },
+            ]
+        );
+        assert_eq!(leak_count(&f), 2);
+    }
+
+    #[test]
+    fn report_format() {
+        let f = [
+            Finding::Segment {
+                shmid: 1,
+                key: 0x42,
+                size: 100,
+                mode: 0o600,
+            },
+            Finding::Attachment {
+                shmid: 1,
+                addr: 0x1000,
+                size: 100,
+                readonly: true,
+            },
+        ];
+        let mut lines = Vec::new();
+        report(&f, 0, |l| {
+            let mut v = Vec::new();
+            let (r, w) = std::os::unix::net::UnixStream::pair().unwrap();
+            use std::os::fd::AsRawFd;
+            l.write_to(w.as_raw_fd()).unwrap();
+            drop(w);
+            use std::io::Read;
+            (&r).read_to_end(&mut v).unwrap();
+            lines.push(String::from_utf8(v).unwrap());
+        });
+        assert_eq!(lines.len(), 3);
+        let prefix = format!("=={}== shmguard: ", crate::runtime::pid());
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.starts_with(&prefix) && l.ends_with('\n'))
+        );
+        assert!(lines[0].contains("leak: segment shmid=1 key=0x00000042 size=100 mode=0600"));
+        assert!(lines[1].contains("leak: attachment shmid=1 addr=0x1000 size=100 read-only"));
+        assert!(lines[2].contains("SUMMARY: 2 leaks (1 segment holding 100 bytes, 1 attachment)"));
+    }
+}

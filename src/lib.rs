@@ -1,0 +1,32 @@
+//! shmguard: a hardened, drop-in implementation of the System V
+//! shared-memory API (`shmget`, `shmat`, `shmdt`, `shmctl`, `ftok`).
+//!
+//! The path of a call: [`ffi`] (the exported C symbols: errno and the
+//! thread's last error) -> [`shm`] (the safe core) -> [`sys`] (the one module
+//! that issues system calls) -> back in [`shm`]: [`registry`] (accounting),
+//! [`diagnose`] (why a call failed) and the verbosity trace. At exit,
+//! [`leak`] checks the registry against the kernel and reports.
+//!
+//! `unsafe` lives only in `sys`, `lock` and `ffi`; every other module
+//! forbids it.
+#![deny(unsafe_op_in_unsafe_fn)]
+// `Error` carries its sentence inline (about 500 bytes) so that a failure
+// never needs the heap; the success path only writes the discriminant.
+#![allow(clippy::result_large_err)]
+
+pub mod diagnose;
+pub mod error;
+pub mod ffi;
+pub mod leak;
+pub mod lock;
+pub mod options;
+pub mod registry;
+pub mod runtime;
+pub mod shm;
+pub mod sys;
+
+/// Runs `f`, returning `fallback` if it panics: bookkeeping must never
+/// change a call's result or unwind into C.
+pub(crate) fn fail_open<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(fallback)
+}

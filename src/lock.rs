@@ -1,0 +1,155 @@
+//! A small futex mutex that the fork handlers can hold across `fork`.
+//!
+//! `std::sync::Mutex` cannot be released without its guard, and the guard
+//! cannot cross `pthread_atfork`'s prepare/parent/child callbacks. Like
+//! malloc implementations, shmguard takes every lock in `prepare` and
+//! releases them in both processes, so the child never inherits a lock that
+//! a vanished thread held. The lock never poisons: a panic in bookkeeping
+//! unlocks on unwind, and the data stays usable (fail open).
+
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::sys;
+
+const UNLOCKED: u32 = 0;
+const LOCKED: u32 = 1;
+const CONTENDED: u32 = 2;
+
+/// A mutex around `T`.
+pub struct Locked<T> {
+    state: AtomicU32,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: access to `value` is serialised by `state`.
+unsafe impl<T: Send> Sync for Locked<T> {}
+// SAFETY: moving the lock moves the value; no thread can hold it then.
+unsafe impl<T: Send> Send for Locked<T> {}
+
+impl<T> Locked<T> {
+    /// A new, unlocked mutex.
+    pub const fn new(value: T) -> Self {
+        Self {
+            state: AtomicU32::new(UNLOCKED),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Locks, returning a guard that unlocks on drop.
+    pub fn lock(&self) -> Guard<'_, T> {
+        self.acquire();
+        Guard { lock: self }
+    }
+
+    fn acquire(&self) {
+        if self
+            .state
+            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+        // Brief spin: critical sections are a few hundred nanoseconds.
+        for _ in 0..100 {
+            core::hint::spin_loop();
+            if self.state.load(Ordering::Relaxed) == UNLOCKED
+                && self
+                    .state
+                    .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+        }
+        // Drepper's "futexes are tricky", mutex 2.
+        while self.state.swap(CONTENDED, Ordering::Acquire) != UNLOCKED {
+            sys::futex_wait(&self.state, CONTENDED);
+        }
+    }
+
+    fn release(&self) {
+        if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
+            sys::futex_wake(&self.state, 1);
+        }
+    }
+
+    /// Takes the lock without a guard, for the fork `prepare` handler.
+    pub fn lock_for_fork(&self) {
+        self.acquire();
+    }
+
+    /// Releases a lock taken with [`Locked::lock_for_fork`], in the parent.
+    pub fn unlock_after_fork_parent(&self) {
+        self.release();
+    }
+
+    /// Resets the lock in the fork child, where only the forking thread
+    /// exists and it holds the lock since `prepare`.
+    pub fn unlock_after_fork_child(&self) {
+        self.state.store(UNLOCKED, Ordering::Release);
+    }
+}
+
+/// Proof of holding a [`Locked`].
+pub struct Guard<'a, T> {
+    lock: &'a Locked<T>,
+}
+
+impl<T> Deref for Guard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock, so no one else accesses `value`.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> DerefMut for Guard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard holds the lock exclusively.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for Guard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn counts_under_contention() {
+        let lock = Arc::new(Locked::new(0u64));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let lock = Arc::clone(&lock);
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        *lock.lock() += 1;
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(*lock.lock(), 80_000);
+    }
+
+    #[test]
+    fn fork_protocol_leaves_lock_free() {
+        let lock = Locked::new(1);
+        lock.lock_for_fork();
+        lock.unlock_after_fork_parent();
+        assert_eq!(*lock.lock(), 1);
+        lock.lock_for_fork();
+        lock.unlock_after_fork_child();
+        assert_eq!(*lock.lock(), 1);
+    }
+}

@@ -1,0 +1,290 @@
+//! What this process holds: its attachments and the segments it created.
+//!
+//! Attachments are spread over shards by address, each its own lock, so
+//! threads attaching and detaching rarely meet. Each record carries the pid
+//! of the process that made it: after `fork` the child sees its parent's
+//! records as inherited without touching them (fork stays O(1)).
+//!
+//! Inserting never aborts: memory is reserved with `try_reserve` first and a
+//! record that cannot be stored is counted as lost (the exit check then
+//! relies on the kernel alone).
+#![forbid(unsafe_code)]
+
+use core::hash::{BuildHasherDefault, Hasher};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+
+use crate::lock::Locked;
+
+/// One attachment made by `shmat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub shmid: i32,
+    /// The process that made the attachment; another pid means inherited.
+    pub pid: u32,
+    pub readonly: bool,
+    /// `shm_segsz`, or 0 while not yet known (fetched on first need).
+    pub size: usize,
+}
+
+/// A segment this process created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Created {
+    pub key: i32,
+    pub size: usize,
+    pub mode: u32,
+    /// The creating process; another pid means the parent created it.
+    pub pid: u32,
+}
+
+/// A multiplicative hash for addresses and ids, which are not chosen by an
+/// adversary; SipHash would cost more than the system call it guards.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.0 = u64::from(n as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Build = BuildHasherDefault<IdHasher>;
+type AddrMap = HashMap<usize, Attachment, Build>;
+type IdMap = HashMap<i32, Created, Build>;
+
+const SHARDS: usize = 16;
+
+/// The process's records.
+pub struct Registry {
+    shards: [Locked<AddrMap>; SHARDS],
+    created: Locked<IdMap>,
+    lost: AtomicUsize,
+}
+
+/// The one registry of the process.
+pub static REGISTRY: Registry = Registry::new();
+
+fn shard_of(addr: usize) -> usize {
+    // Attachments are page-aligned and often adjacent: mix the page number.
+    ((addr as u64 >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % SHARDS
+}
+
+impl Registry {
+    pub const fn new() -> Self {
+        Self {
+            shards: [const { Locked::new(HashMap::with_hasher(Build::new())) }; SHARDS],
+            created: Locked::new(HashMap::with_hasher(Build::new())),
+            lost: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, addr: usize) -> &Locked<AddrMap> {
+        &self.shards[shard_of(addr)]
+    }
+
+    fn lose(&self) {
+        self.lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records cannot be trusted to be complete when this is nonzero.
+    pub fn lost(&self) -> usize {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Records a new attachment at `addr`, replacing any stale record there.
+    pub fn attach(&self, addr: usize, attachment: Attachment) {
+        let mut map = self.shard(addr).lock();
+        if map.try_reserve(1).is_err() {
+            drop(map);
+            self.lose();
+            return;
+        }
+        map.insert(addr, attachment);
+    }
+
+    /// Forgets the attachment at `addr`, returning it.
+    pub fn detach(&self, addr: usize) -> Option<Attachment> {
+        self.shard(addr).lock().remove(&addr)
+    }
+
+    /// The attachment that starts at `addr`.
+    pub fn get(&self, addr: usize) -> Option<Attachment> {
+        self.shard(addr).lock().get(&addr).copied()
+    }
+
+    /// Remembers the size of the attachment at `addr` once it is known.
+    pub fn set_size(&self, addr: usize, shmid: i32, size: usize) {
+        if let Some(a) = self.shard(addr).lock().get_mut(&addr) {
+            if a.shmid == shmid {
+                a.size = size;
+            }
+        }
+    }
+
+    /// Forgets the attachments that start in `[start, end)`: a `SHM_REMAP`
+    /// attach replaced them. Scans every shard; remapping is rare.
+    pub fn forget_range(&self, start: usize, end: usize) {
+        for shard in &self.shards {
+            shard.lock().retain(|&addr, _| addr < start || addr >= end);
+        }
+    }
+
+    /// Calls `f` for every attachment (in no particular order).
+    pub fn for_each_attachment(&self, mut f: impl FnMut(usize, &Attachment)) {
+        for shard in &self.shards {
+            for (&addr, a) in shard.lock().iter() {
+                f(addr, a);
+            }
+        }
+    }
+
+    /// Records a segment this process created.
+    pub fn created(&self, shmid: i32, segment: Created) {
+        let mut map = self.created.lock();
+        if map.try_reserve(1).is_err() {
+            drop(map);
+            self.lose();
+            return;
+        }
+        map.insert(shmid, segment);
+    }
+
+    /// The segment was marked with `IPC_RMID`: it is no longer a leak.
+    pub fn marked(&self, shmid: i32) {
+        self.created.lock().remove(&shmid);
+    }
+
+    /// Calls `f` for every created segment.
+    pub fn for_each_created(&self, mut f: impl FnMut(i32, &Created)) {
+        for (&id, c) in self.created.lock().iter() {
+            f(id, c);
+        }
+    }
+
+    /// Takes every lock, in a fixed order (fork `prepare`).
+    pub fn lock_all_for_fork(&self) {
+        for shard in &self.shards {
+            shard.lock_for_fork();
+        }
+        self.created.lock_for_fork();
+    }
+
+    /// Releases every lock in the parent after fork.
+    pub fn unlock_all_in_parent(&self) {
+        self.created.unlock_after_fork_parent();
+        for shard in self.shards.iter().rev() {
+            shard.unlock_after_fork_parent();
+        }
+    }
+
+    /// Releases every lock in the child after fork.
+    pub fn unlock_all_in_child(&self) {
+        self.created.unlock_after_fork_child();
+        for shard in &self.shards {
+            shard.unlock_after_fork_child();
+        }
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn att(shmid: i32) -> Attachment {
+        Attachment {
+            shmid,
+            pid: 1,
+            readonly: false,
+            size: 0,
+        }
+    }
+
+    #[test]
+    fn attach_get_detach() {
+        let r = Registry::new();
+        r.attach(0x7f00_0000_0000, att(5));
+        assert_eq!(r.get(0x7f00_0000_0000).map(|a| a.shmid), Some(5));
+        assert_eq!(r.get(0x7f00_0000_1000), None);
+        r.set_size(0x7f00_0000_0000, 5, 100);
+        r.set_size(0x7f00_0000_0000, 6, 200);
+        assert_eq!(r.get(0x7f00_0000_0000).map(|a| a.size), Some(100));
+        assert_eq!(r.detach(0x7f00_0000_0000).map(|a| a.shmid), Some(5));
+        assert_eq!(r.detach(0x7f00_0000_0000), None);
+    }
+
+    #[test]
+    fn address_zero_is_an_ordinary_key() {
+        let r = Registry::new();
+        r.attach(0, att(9));
+        assert_eq!(r.get(0).map(|a| a.shmid), Some(9));
+    }
+
+    #[test]
+    fn many_attachments_spread_and_are_all_found() {
+        let r = Registry::new();
+        for i in 0..60_000usize {
+            r.attach(0x7000_0000_0000 + i * 4096, att(i as i32));
+        }
+        let sizes: Vec<usize> = r.shards.iter().map(|s| s.lock().len()).collect();
+        assert!(sizes.iter().all(|&n| n > 60_000 / SHARDS / 2), "{sizes:?}");
+        for i in (0..60_000usize).step_by(997) {
+            assert_eq!(
+                r.get(0x7000_0000_0000 + i * 4096).map(|a| a.shmid),
+                Some(i as i32)
+            );
+        }
+        let mut n = 0;
+        r.for_each_attachment(|_, _| n += 1);
+        assert_eq!(n, 60_000);
+    }
+
+    #[test]
+    fn forget_range_removes_only_inside() {
+        let r = Registry::new();
+        for i in 0..10usize {
+            r.attach(0x1000 * (i + 1), att(i as i32));
+        }
+        r.forget_range(0x3000, 0x6000);
+        let mut left = Vec::new();
+        r.for_each_attachment(|addr, _| left.push(addr));
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            vec![0x1000, 0x2000, 0x6000, 0x7000, 0x8000, 0x9000, 0xa000]
+        );
+    }
+
+    #[test]
+    fn created_and_marked() {
+        let r = Registry::new();
+        let c = Created {
+            key: 0x1234,
+            size: 10,
+            mode: 0o600,
+            pid: 7,
+        };
+        r.created(3, c);
+        r.created(4, c);
+        r.marked(3);
+        let mut ids = Vec::new();
+        r.for_each_created(|id, _| ids.push(id));
+        assert_eq!(ids, vec![4]);
+    }
+}

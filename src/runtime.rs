@@ -1,0 +1,233 @@
+//! Process-wide state: initialisation, options, the cached pid, the
+//! per-thread re-entry flag and last error, fork handlers, and stderr lines.
+//!
+//! Initialisation runs from the library's constructor and, lazily, from the
+//! first call, whichever comes first: another library's constructor may call
+//! `shmget` before ours has run.
+#![forbid(unsafe_code)]
+
+use core::cell::{Cell, RefCell};
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use crate::error::{SENTENCE_CAP, Sentence};
+use crate::options::{self, Options};
+use crate::registry::REGISTRY;
+use crate::sys;
+
+const UNINIT: u8 = 0;
+const RUNNING: u8 = 1;
+const READY: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+static OPTIONS: OnceLock<Options> = OnceLock::new();
+static PID: AtomicU32 = AtomicU32::new(0);
+/// `options().verbosity`, kept apart for the hot path.
+static VERBOSITY: AtomicU8 = AtomicU8::new(0);
+
+thread_local! {
+    /// Set while this thread is inside shmguard (a signal handler calling
+    /// `shmat` in the middle of our own call must not take our locks again).
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// This thread's last diagnostic, NUL-terminated, and whether it is set.
+    static LAST_ERROR: RefCell<(bool, [u8; SENTENCE_CAP + 1])> =
+        const { RefCell::new((false, [0; SENTENCE_CAP + 1])) };
+}
+
+/// Initialises once; cheap when already done (one atomic load).
+pub fn ensure_init() {
+    if STATE.load(Ordering::Acquire) != READY {
+        init_slow();
+    }
+}
+
+#[cold]
+fn init_slow() {
+    match STATE.compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire) {
+        Ok(_) => {
+            PID.store(sys::getpid(), Ordering::Relaxed);
+            crate::fail_open((), || {
+                let raw = sys::getenv(c"SHMGUARD_OPTIONS").unwrap_or_default();
+                let (options, warnings) = options::parse(raw);
+                for w in &warnings {
+                    say(format_args!("warning: SHMGUARD_OPTIONS: {w}"));
+                }
+                VERBOSITY.store(options.verbosity, Ordering::Relaxed);
+                let _ = OPTIONS.set(options);
+            });
+            sys::register_atfork(fork_prepare, fork_parent, fork_child);
+            STATE.store(READY, Ordering::Release);
+        }
+        Err(_) => {
+            // Another thread is initialising: wait, it takes microseconds.
+            while STATE.load(Ordering::Acquire) != READY {
+                core::hint::spin_loop();
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// The options in force (defaults until initialised).
+pub fn options() -> &'static Options {
+    static DEFAULT: OnceLock<Options> = OnceLock::new();
+    OPTIONS
+        .get()
+        .unwrap_or_else(|| DEFAULT.get_or_init(Options::default))
+}
+
+/// The verbosity option, read on every call.
+pub fn verbosity() -> u8 {
+    VERBOSITY.load(Ordering::Relaxed)
+}
+
+/// This process's pid, kept current across fork by the fork handler.
+pub fn pid() -> u32 {
+    PID.load(Ordering::Relaxed)
+}
+
+/// Marks this thread as inside shmguard for as long as the value lives.
+pub struct Entered(());
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let _ = BUSY.try_with(|b| b.set(false));
+    }
+}
+
+/// Enters shmguard, or `None` when this thread is already inside (a signal
+/// handler interrupted one of our calls) or is being torn down: the caller
+/// then forwards to the kernel without bookkeeping.
+pub fn enter() -> Option<Entered> {
+    ensure_init();
+    BUSY.try_with(|b| {
+        if b.replace(true) {
+            None
+        } else {
+            Some(Entered(()))
+        }
+    })
+    .ok()
+    .flatten()
+}
+
+/// Records `detail` as this thread's last error.
+pub fn set_last_error(detail: &Sentence) {
+    let _ = LAST_ERROR.try_with(|cell| {
+        if let Ok(mut slot) = cell.try_borrow_mut() {
+            let text = detail.as_str().as_bytes();
+            slot.1[..text.len()].copy_from_slice(text);
+            slot.1[text.len()] = 0;
+            slot.0 = true;
+        }
+    });
+}
+
+/// This thread's last error as a C string, or NULL.
+pub fn last_error_ptr() -> *const core::ffi::c_char {
+    LAST_ERROR
+        .try_with(|cell| match cell.try_borrow() {
+            Ok(slot) if slot.0 => slot.1.as_ptr().cast(),
+            _ => core::ptr::null(),
+        })
+        .unwrap_or(core::ptr::null())
+}
+
+/// A line in a stack buffer, written with one `write(2)` so that lines of
+/// concurrent processes and threads do not interleave.
+pub struct Line {
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl Line {
+    /// A line starting with the `==PID== shmguard: ` prefix.
+    pub fn new() -> Self {
+        let mut line = Self {
+            buf: [0; 1024],
+            len: 0,
+        };
+        let _ = write!(line, "=={}== shmguard: ", pid());
+        line
+    }
+
+    /// Ends the line and writes it to `fd`.
+    pub fn write_to(mut self, fd: i32) -> Result<(), sys::Errno> {
+        if self.len == self.buf.len() {
+            self.len -= 1;
+        }
+        self.buf[self.len] = b'\n';
+        sys::write_all(fd, &self.buf[..=self.len])
+    }
+}
+
+impl Default for Line {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Prints one prefixed line on stderr, keeping errno.
+pub fn say(args: fmt::Arguments<'_>) {
+    let saved = sys::errno();
+    let mut line = Line::new();
+    let _ = line.write_fmt(args);
+    let _ = line.write_to(2);
+    sys::set_errno(saved);
+}
+
+extern "C" fn fork_prepare() {
+    REGISTRY.lock_all_for_fork();
+}
+
+extern "C" fn fork_parent() {
+    REGISTRY.unlock_all_in_parent();
+}
+
+extern "C" fn fork_child() {
+    REGISTRY.unlock_all_in_child();
+    PID.store(sys::getpid(), Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reentry_is_refused_until_the_guard_drops() {
+        let outer = enter().expect("first entry");
+        assert!(enter().is_none());
+        drop(outer);
+        assert!(enter().is_some());
+    }
+
+    #[test]
+    fn last_error_is_per_thread() {
+        let mut s = Sentence::new();
+        write!(s, "first").unwrap();
+        set_last_error(&s);
+        assert!(!last_error_ptr().is_null());
+        std::thread::spawn(|| assert!(last_error_ptr().is_null()))
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_still_end_in_newline() {
+        let mut line = Line::new();
+        for _ in 0..2000 {
+            line.write_str("x").unwrap();
+        }
+        assert_eq!(line.len, 1024);
+    }
+}

@@ -1,0 +1,538 @@
+//! The safe core: each call forwards to the kernel once, then keeps the
+//! books, explains failures and traces, all in safe Rust.
+//!
+//! The path of a call: `ffi` (C boundary, errno) -> here -> `sys` (the
+//! kernel) -> here again for `registry` (accounting), `diagnose` (the
+//! sentence on failure) and the verbosity trace. Bookkeeping runs under
+//! [`crate::fail_open`]: if it panics, the kernel's answer still goes back.
+#![forbid(unsafe_code)]
+
+use core::fmt;
+
+use crate::diagnose::{self, AtFlags, Cmd, GetFlags, Key, Live};
+use crate::error::{ErrnoName, Error, Sentence};
+use crate::fail_open;
+use crate::leak::{self, Finding, SegmentState};
+use crate::registry::{Attachment, Created, REGISTRY};
+use crate::runtime::{self, say};
+use crate::sys::{self, Errno, SHM_REMAP, UserPath};
+
+/// A call and its arguments, for traces.
+enum Call<'a> {
+    Shmget { key: i32, size: usize, flags: i32 },
+    Shmat { shmid: i32, addr: usize, flags: i32 },
+    Shmdt { addr: usize },
+    Shmctl { shmid: i32, cmd: i32, buf: usize },
+    Ftok { path: &'a [u8], id: i32 },
+}
+
+struct Addr(usize);
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == 0 {
+            f.write_str("NULL")
+        } else {
+            write!(f, "{:#x}", self.0)
+        }
+    }
+}
+
+impl fmt::Display for Call<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Call::Shmget { key, size, flags } => {
+                write!(
+                    f,
+                    "shmget(key={}, size={size}, shmflg={})",
+                    Key(key),
+                    GetFlags(flags)
+                )
+            }
+            Call::Shmat { shmid, addr, flags } => {
+                write!(
+                    f,
+                    "shmat(shmid={shmid}, shmaddr={}, shmflg={})",
+                    Addr(addr),
+                    AtFlags(flags)
+                )
+            }
+            Call::Shmdt { addr } => write!(f, "shmdt(shmaddr={})", Addr(addr)),
+            Call::Shmctl { shmid, cmd, buf } => {
+                write!(
+                    f,
+                    "shmctl(shmid={shmid}, cmd={}, buf={})",
+                    Cmd(cmd),
+                    Addr(buf)
+                )
+            }
+            Call::Ftok { path, id } => {
+                write!(
+                    f,
+                    "ftok(path=\"{}\", id={id})",
+                    String::from_utf8_lossy(path)
+                )
+            }
+        }
+    }
+}
+
+/// Traces a successful call at verbosity 2.
+fn traced<T: fmt::Display>(call: impl FnOnce() -> Call<'static>, ret: T) {
+    if runtime::verbosity() >= 2 {
+        say(format_args!("{} = {ret}", call()));
+    }
+}
+
+/// Builds the error of a failed call: its sentence, printed at verbosity 1.
+fn failed(call: Call<'_>, errno: Errno, explain: impl FnOnce() -> Sentence) -> Error {
+    let detail = fail_open(Sentence::new(), explain);
+    if runtime::verbosity() >= 1 {
+        say(format_args!("{call} = -1 {}: {detail}", ErrnoName(errno)));
+    }
+    Error { errno, detail }
+}
+
+fn bare(errno: Errno) -> Error {
+    Error::new(errno)
+}
+
+/// Calls `shmget` and tells whether this call created the segment.
+///
+/// `IPC_CREAT` without `IPC_EXCL` may create or open. To know which, ask
+/// for an exclusive create first and open only on `EEXIST`: the kernel
+/// checks existence before anything else, so every other outcome (errno
+/// included) is the one the plain call gives. It costs a second system
+/// call only when the key exists.
+fn get_or_create(key: i32, size: usize, flags: i32) -> (Result<i32, Errno>, bool) {
+    let creat = flags & libc::IPC_CREAT != 0;
+    let excl = flags & libc::IPC_EXCL != 0;
+    if key == libc::IPC_PRIVATE || !creat || excl {
+        let result = sys::shmget(key, size, flags);
+        return (result, creat || key == libc::IPC_PRIVATE);
+    }
+    for _ in 0..8 {
+        match sys::shmget(key, size, flags | libc::IPC_EXCL) {
+            Ok(id) => return (Ok(id), true),
+            Err(libc::EEXIST) => {}
+            Err(e) => return (Err(e), false),
+        }
+        match sys::shmget(key, size, flags & !libc::IPC_CREAT) {
+            // Removed between our two calls: try to create again.
+            Err(libc::ENOENT) => continue,
+            result => return (result, false),
+        }
+    }
+    (sys::shmget(key, size, flags), false)
+}
+
+/// `shmget`.
+pub fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, Error> {
+    let Some(_inside) = runtime::enter() else {
+        return sys::shmget(key, size, flags).map_err(bare);
+    };
+    let call = move || Call::Shmget { key, size, flags };
+    match get_or_create(key, size, flags) {
+        (Ok(id), created) => {
+            if created {
+                fail_open((), || {
+                    let segment = Created {
+                        key,
+                        size,
+                        mode: (flags & 0o777) as u32,
+                        pid: runtime::pid(),
+                    };
+                    REGISTRY.created(id, segment);
+                });
+            }
+            traced(call, id);
+            Ok(id)
+        }
+        (Err(errno), _) => Err(failed(call(), errno, || {
+            diagnose::shmget(&Live, errno, key, size, flags)
+        })),
+    }
+}
+
+/// `shmat`: the address of the new attachment.
+pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
+    let Some(_inside) = runtime::enter() else {
+        return sys::shmat(shmid, addr, flags).map_err(bare);
+    };
+    let call = move || Call::Shmat { shmid, addr, flags };
+    match sys::shmat(shmid, addr, flags) {
+        Ok(at) => {
+            fail_open((), || {
+                let mut size = 0;
+                if flags & SHM_REMAP != 0 {
+                    // The new mapping replaced whatever was in its range.
+                    if let Ok(ds) = sys::shm_stat(shmid) {
+                        size = ds.shm_segsz;
+                        let page = sys::page_size();
+                        let end = at.saturating_add(size.div_ceil(page) * page);
+                        REGISTRY.forget_range(at, end);
+                    }
+                }
+                let attachment = Attachment {
+                    shmid,
+                    pid: runtime::pid(),
+                    readonly: flags & libc::SHM_RDONLY != 0,
+                    size,
+                };
+                REGISTRY.attach(at, attachment);
+            });
+            traced(call, Addr(at));
+            Ok(at)
+        }
+        Err(errno) => Err(failed(call(), errno, || {
+            diagnose::shmat(&Live, errno, shmid, addr, flags)
+        })),
+    }
+}
+
+/// `shmdt`.
+pub fn shmdt(addr: usize) -> Result<(), Error> {
+    let Some(_inside) = runtime::enter() else {
+        return sys::shmdt(addr).map_err(bare);
+    };
+    let call = move || Call::Shmdt { addr };
+    match sys::shmdt(addr) {
+        Ok(()) => {
+            fail_open((), || {
+                REGISTRY.detach(addr);
+            });
+            traced(call, 0);
+            Ok(())
+        }
+        Err(errno) => Err(failed(call(), errno, || {
+            diagnose::shmdt(errno, addr, attachment_containing(addr))
+        })),
+    }
+}
+
+/// The attachment whose range contains `addr`, for explaining a bad detach.
+fn attachment_containing(addr: usize) -> Option<(usize, Attachment)> {
+    let mut best: Option<(usize, Attachment)> = None;
+    REGISTRY.for_each_attachment(|start, a| {
+        if start <= addr && best.is_none_or(|(b, _)| start > b) {
+            best = Some((start, *a));
+        }
+    });
+    let (start, a) = best?;
+    let size = known_size(start, &a)?;
+    (addr < start.saturating_add(size)).then_some((start, a))
+}
+
+/// `shm_segsz` of the attachment at `addr`, fetched once and remembered.
+fn known_size(addr: usize, a: &Attachment) -> Option<usize> {
+    if a.size != 0 {
+        return Some(a.size);
+    }
+    let size = sys::shm_stat(a.shmid).ok()?.shm_segsz;
+    REGISTRY.set_size(addr, a.shmid, size);
+    Some(size)
+}
+
+/// `shmctl`. `buf` is the caller's pointer, handed to the kernel untouched.
+pub fn shmctl(shmid: i32, cmd: i32, buf: usize) -> Result<i32, Error> {
+    let Some(_inside) = runtime::enter() else {
+        return sys::shmctl(shmid, cmd, buf).map_err(bare);
+    };
+    let call = move || Call::Shmctl { shmid, cmd, buf };
+    match sys::shmctl(shmid, cmd, buf) {
+        Ok(ret) => {
+            if cmd == libc::IPC_RMID {
+                fail_open((), || REGISTRY.marked(shmid));
+            }
+            traced(call, ret);
+            Ok(ret)
+        }
+        Err(errno) => Err(failed(call(), errno, || {
+            diagnose::shmctl(&Live, errno, shmid, cmd, buf)
+        })),
+    }
+}
+
+/// glibc's key: the low 16 bits of the inode, the low 8 bits of the device
+/// and the low 8 bits of `id`, as an unsigned 32-bit pattern in a `key_t`
+/// (so ids from 0x80 up give negative keys, as in glibc).
+pub fn ftok_key(ino: u64, dev: u64, id: i32) -> i32 {
+    let key = (ino as u32 & 0xffff) | ((dev as u32 & 0xff) << 16) | ((id as u32 & 0xff) << 24);
+    key as i32
+}
+
+/// `ftok`.
+pub fn ftok(path: UserPath, id: i32) -> Result<i32, Error> {
+    let Some(_inside) = runtime::enter() else {
+        return path
+            .stat()
+            .map(|(ino, dev)| ftok_key(ino, dev, id))
+            .map_err(bare);
+    };
+    let mut buf = [0u8; 256];
+    match path.stat() {
+        Ok((ino, dev)) => {
+            let key = ftok_key(ino, dev, id);
+            if runtime::verbosity() >= 2 {
+                let shown = path.prefix(0, &mut buf);
+                say(format_args!(
+                    "{} = {}",
+                    Call::Ftok { path: shown, id },
+                    Key(key)
+                ));
+            }
+            Ok(key)
+        }
+        Err(errno) => {
+            let shown = path.prefix(errno, &mut buf);
+            Err(failed(Call::Ftok { path: shown, id }, errno, || {
+                diagnose::ftok(errno, shown)
+            }))
+        }
+    }
+}
+
+fn ext_error(errno: Errno, args: fmt::Arguments<'_>) -> Error {
+    let mut detail = Sentence::new();
+    let _ = fmt::Write::write_fmt(&mut detail, args);
+    Error { errno, detail }
+}
+
+/// `shmguard_attachment_size`.
+pub fn attachment_size(addr: usize) -> Result<usize, Error> {
+    let _inside = runtime::enter();
+    REGISTRY
+        .get(addr)
+        .and_then(|a| known_size(addr, &a))
+        .ok_or_else(|| {
+            ext_error(
+                libc::EINVAL,
+                format_args!("no attachment starts at {}", Addr(addr)),
+            )
+        })
+}
+
+/// Checks a copy of `len` bytes at offset `off` of the attachment at
+/// `addr`; returns the address where the copy starts.
+pub fn checked_range(
+    addr: usize,
+    off: usize,
+    len: usize,
+    write: bool,
+    buffer_is_null: bool,
+) -> Result<usize, Error> {
+    let _inside = runtime::enter();
+    let what = if write {
+        "shmguard_copy_to"
+    } else {
+        "shmguard_copy_from"
+    };
+    let Some(a) = REGISTRY.get(addr) else {
+        return Err(ext_error(
+            libc::EINVAL,
+            format_args!("{what}: no attachment starts at {}", Addr(addr)),
+        ));
+    };
+    if write && a.readonly {
+        return Err(ext_error(
+            libc::EACCES,
+            format_args!(
+                "{what}: the attachment at {} (shmid={}) is read-only (SHM_RDONLY)",
+                Addr(addr),
+                a.shmid
+            ),
+        ));
+    }
+    let size = known_size(addr, &a).unwrap_or(0);
+    match off.checked_add(len) {
+        Some(end) if end <= size => {}
+        _ => {
+            return Err(ext_error(
+                libc::ERANGE,
+                format_args!(
+                    "{what}: {len} bytes at offset {off} run past the end of the {size}-byte segment shmid={}",
+                    a.shmid
+                ),
+            ));
+        }
+    }
+    if buffer_is_null && len > 0 {
+        return Err(ext_error(
+            libc::EFAULT,
+            format_args!("{what}: the buffer is NULL"),
+        ));
+    }
+    Ok(addr + off)
+}
+
+/// The live kernel, for the leak check.
+struct LiveKernel;
+
+impl leak::Kernel for LiveKernel {
+    fn sysv_mappings(&self) -> Vec<(usize, i32)> {
+        let mut maps = Vec::new();
+        match sys::read_file(c"/proc/self/maps", &mut maps) {
+            Ok(()) => leak::parse_sysv_mappings(&maps),
+            Err(_) => Vec::new(),
+        }
+    }
+    fn stat(&self, shmid: i32) -> Option<SegmentState> {
+        let ds = sys::shm_stat(shmid).ok()?;
+        Some(SegmentState {
+            key: ds.shm_perm.__key,
+            size: ds.shm_segsz,
+            mode: u32::from(ds.shm_perm.mode),
+            cpid: ds.shm_cpid as u32,
+            nattch: ds.shm_nattch,
+        })
+    }
+}
+
+/// What this process would be reported for if it exited now.
+pub fn findings() -> Vec<Finding> {
+    let _inside = runtime::enter();
+    fail_open(Vec::new(), || {
+        leak::findings(&REGISTRY, sys::getpid(), &LiveKernel)
+    })
+}
+
+/// Writes the leak report to `fd`; returns the number of leaks.
+pub fn write_report(fd: i32, findings: &[Finding]) -> usize {
+    fail_open((), || {
+        leak::report(findings, REGISTRY.lost(), |line| {
+            let _ = line.write_to(fd);
+        });
+    });
+    leak::leak_count(findings)
+}
+
+/// The exit check, run from the library's destructor: after the program's
+/// `atexit` handlers and destructors, and only on a normal exit.
+pub fn at_exit() {
+    let options = runtime::options();
+    if !options.leak_check {
+        return;
+    }
+    let saved = sys::errno();
+    let findings = findings();
+    let leaks = leak::leak_count(&findings);
+    if leaks > 0 || (runtime::verbosity() >= 1 && !findings.is_empty()) {
+        write_report(2, &findings);
+    }
+    sys::set_errno(saved);
+    if leaks > 0 && options.exitcode != 0 {
+        sys::flush_and_exit(i32::from(options.exitcode));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ftok_key_matches_glibc_arithmetic() {
+        assert_eq!(ftok_key(0x12345, 0x801, 1), 0x0101_2345);
+        assert_eq!(ftok_key(0xffff, 0xff, 0x7f), 0x7fff_ffff);
+        assert_eq!(ftok_key(0, 0, 0x80), i32::MIN);
+        assert_eq!(ftok_key(1, 2, 0x1ff), ftok_key(1, 2, 0xff));
+        assert_eq!(ftok_key(0xffff, 0xff, -1), -1);
+    }
+
+    #[test]
+    fn call_traces_read_like_c() {
+        let c = Call::Shmat {
+            shmid: 3,
+            addr: 0,
+            flags: libc::SHM_RDONLY,
+        };
+        assert_eq!(
+            c.to_string(),
+            "shmat(shmid=3, shmaddr=NULL, shmflg=SHM_RDONLY)"
+        );
+        let c = Call::Shmget {
+            key: 0x1234,
+            size: 10,
+            flags: libc::IPC_CREAT | 0o600,
+        };
+        assert_eq!(
+            c.to_string(),
+            "shmget(key=0x00001234, size=10, shmflg=IPC_CREAT|0600)"
+        );
+        let c = Call::Shmctl {
+            shmid: 1,
+            cmd: libc::IPC_RMID,
+            buf: 0,
+        };
+        assert_eq!(c.to_string(), "shmctl(shmid=1, cmd=IPC_RMID, buf=NULL)");
+    }
+
+    /// Removes a segment when dropped, so a failing test leaves nothing.
+    struct Segment(i32);
+    impl Drop for Segment {
+        fn drop(&mut self) {
+            let _ = sys::shm_rmid(self.0);
+        }
+    }
+
+    #[test]
+    fn create_attach_detach_against_the_kernel() {
+        let seg = Segment(shmget(libc::IPC_PRIVATE, 10_000, 0o600).expect("create"));
+        let at = shmat(seg.0, 0, 0).expect("attach");
+        assert_eq!(attachment_size(at).unwrap(), 10_000);
+        assert_eq!(sys::shm_stat(seg.0).unwrap().shm_nattch, 1);
+        assert!(
+            findings()
+                .iter()
+                .any(|f| matches!(f, Finding::Attachment { addr, .. } if *addr == at))
+        );
+        assert_eq!(
+            checked_range(at, 9_000, 1_000, true, false).unwrap(),
+            at + 9_000
+        );
+        assert_eq!(
+            checked_range(at, 9_001, 1_000, true, false)
+                .unwrap_err()
+                .errno,
+            libc::ERANGE
+        );
+        assert_eq!(
+            checked_range(at, usize::MAX, 2, false, false)
+                .unwrap_err()
+                .errno,
+            libc::ERANGE
+        );
+        assert_eq!(
+            checked_range(at + 1, 0, 0, false, false).unwrap_err().errno,
+            libc::EINVAL
+        );
+        let e = shmdt(at + 4096).unwrap_err();
+        assert_eq!(e.errno, sys::shmdt(at + 4096).unwrap_err());
+        assert!(
+            e.detail.as_str().contains("4096 bytes inside"),
+            "{}",
+            e.detail
+        );
+        shmdt(at).expect("detach");
+        assert_eq!(attachment_size(at).unwrap_err().errno, libc::EINVAL);
+        shmctl(seg.0, libc::IPC_RMID, 0).expect("rmid");
+        assert!(
+            !findings()
+                .iter()
+                .any(|f| matches!(f, Finding::Segment { shmid, .. } if *shmid == seg.0))
+        );
+    }
+
+    #[test]
+    fn ipc_creat_without_excl_knows_whether_it_created() {
+        let key = 0x5347_0000 | (std::process::id() as i32 & 0xffff);
+        let (first, created) = get_or_create(key, 100, libc::IPC_CREAT | 0o600);
+        let seg = Segment(first.expect("create"));
+        assert!(created);
+        let (again, created_again) = get_or_create(key, 50, libc::IPC_CREAT | 0o600);
+        assert_eq!(again, Ok(seg.0));
+        assert!(!created_again);
+        let (too_big, _) = get_or_create(key, 200, libc::IPC_CREAT | 0o600);
+        assert_eq!(too_big, sys::shmget(key, 200, libc::IPC_CREAT | 0o600));
+        assert_eq!(too_big, Err(libc::EINVAL));
+    }
+}

@@ -1,0 +1,321 @@
+//! The kernel layer: the only module that issues system calls.
+//!
+//! Everything here is a thin, typed wrapper around one system call (or one
+//! libc primitive that is not a shared-memory function). Failures come back
+//! as `Err(errno)`; nothing in this module touches the caller's `errno` in a
+//! way the C boundary does not undo (see `ffi::finish`).
+//!
+//! shmguard replaces libc's `shmget`/`shmat`/`shmdt`/`shmctl`/`ftok`, so it
+//! must never call them: the shm calls go straight to the kernel with
+//! `syscall(2)`, exactly as glibc's wrappers do on x86_64 and aarch64
+//! (glibc passes the arguments through unchanged; verified with strace).
+
+use core::ffi::{c_char, c_int, c_void};
+
+/// An errno value.
+pub type Errno = c_int;
+
+/// The kernel's `struct shmid_ds`, as filled by `IPC_STAT`.
+pub type ShmidDs = libc::shmid_ds;
+
+/// The `SHM_DEST` bit of `shm_perm.mode`: the segment is marked for removal.
+pub const SHM_DEST: u32 = 0o1000;
+/// `SHM_REMAP` (not exported by every libc crate version).
+pub const SHM_REMAP: c_int = 0o40000;
+/// `SHM_EXEC`.
+pub const SHM_EXEC: c_int = 0o100000;
+/// `SHM_STAT` (the libc crate does not export it as a constant).
+pub const SHM_STAT: c_int = 13;
+/// `SHM_INFO`.
+pub const SHM_INFO: c_int = 14;
+/// `SHM_STAT_ANY` (Linux 4.17).
+pub const SHM_STAT_ANY: c_int = 15;
+
+/// Reads this thread's `errno`.
+pub fn errno() -> Errno {
+    // SAFETY: __errno_location always returns a valid pointer to this
+    // thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets this thread's `errno`.
+pub fn set_errno(value: Errno) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = value }
+}
+
+/// Turns a raw `syscall(2)` return into a `Result`, reading errno on failure.
+fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
+    if ret == -1 { Err(errno()) } else { Ok(ret) }
+}
+
+/// `shmget(2)`.
+pub fn shmget(key: libc::key_t, size: usize, flags: c_int) -> Result<c_int, Errno> {
+    // SAFETY: shmget takes no pointers.
+    let ret = unsafe { libc::syscall(libc::SYS_shmget, key, size, flags) };
+    check(ret).map(|id| id as c_int)
+}
+
+/// `shmat(2)`. Returns the address of the attachment.
+///
+/// The kernel returns addresses as unsigned longs; failures are the values
+/// -4095..-1, which `syscall(2)` reports as -1 with errno set.
+pub fn shmat(shmid: c_int, addr: usize, flags: c_int) -> Result<usize, Errno> {
+    // SAFETY: the kernel validates the address; we never touch the mapping.
+    let ret = unsafe { libc::syscall(libc::SYS_shmat, shmid, addr, flags) };
+    if ret == -1 {
+        // A successful shmat can never return (void *)-1: that page is not
+        // mappable, so -1 is always a failure.
+        Err(errno())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// `shmdt(2)`.
+pub fn shmdt(addr: usize) -> Result<(), Errno> {
+    // SAFETY: the kernel validates the address.
+    let ret = unsafe { libc::syscall(libc::SYS_shmdt, addr) };
+    check(ret).map(drop)
+}
+
+/// `shmctl(2)` with the caller's buffer, passed through as an address.
+///
+/// `buf` is never dereferenced here: the kernel checks it and fails with
+/// `EFAULT` when it is not accessible, exactly as for a plain libc call.
+pub fn shmctl(shmid: c_int, cmd: c_int, buf: usize) -> Result<c_int, Errno> {
+    // SAFETY: the kernel validates `buf` (copy_to_user/copy_from_user).
+    let ret = unsafe { libc::syscall(libc::SYS_shmctl, shmid, cmd, buf) };
+    check(ret).map(|r| r as c_int)
+}
+
+/// `shmctl(shmid, IPC_STAT)` into a buffer of our own.
+pub fn shm_stat(shmid: c_int) -> Result<ShmidDs, Errno> {
+    // SAFETY: shmid_ds is plain old data; all-zero is a valid value.
+    let mut ds: ShmidDs = unsafe { core::mem::zeroed() };
+    let addr = &mut ds as *mut ShmidDs as usize;
+    shmctl(shmid, libc::IPC_STAT, addr).map(|_| ds)
+}
+
+/// `shmctl(shmid, IPC_RMID)`, for tools and tests.
+pub fn shm_rmid(shmid: c_int) -> Result<(), Errno> {
+    shmctl(shmid, libc::IPC_RMID, 0).map(drop)
+}
+
+/// A path handed to us by C code, kept as an opaque pointer.
+///
+/// It is only ever given to the kernel, which checks it, or read back after
+/// the kernel has accepted it (see [`UserPath::prefix`]).
+#[derive(Clone, Copy)]
+pub struct UserPath(*const c_char);
+
+impl UserPath {
+    /// Wraps a caller's pointer.
+    ///
+    /// # Safety
+    /// `ptr` must be what a C caller passed as a path argument (it may be
+    /// NULL or invalid: it is only dereferenced as described on the type).
+    pub unsafe fn new(ptr: *const c_char) -> Self {
+        Self(ptr)
+    }
+
+    /// `stat(2)` of the path, as glibc's `ftok` does it: `(st_ino, st_dev)`.
+    pub fn stat(self) -> Result<(u64, u64), Errno> {
+        // SAFETY: stat is plain old data; all-zero is valid.
+        let mut st: libc::stat64 = unsafe { core::mem::zeroed() };
+        // SAFETY: `self.0` goes to the kernel, which validates it (EFAULT);
+        // `st` is a valid, writable buffer.
+        let ret = unsafe { libc::fstatat64(libc::AT_FDCWD, self.0, &mut st, 0) };
+        if ret == -1 {
+            Err(errno())
+        } else {
+            Ok((st.st_ino, st.st_dev))
+        }
+    }
+
+    /// Copies at most `buf.len()` bytes of the path, stopping at its NUL.
+    ///
+    /// Call only after the kernel read the path successfully or failed for a
+    /// reason other than `EFAULT`: then the bytes up to the NUL (or the first
+    /// `PATH_MAX`) are known to be readable.
+    pub fn prefix(self, failure: Errno, buf: &mut [u8]) -> &[u8] {
+        if self.0.is_null() || failure == libc::EFAULT {
+            return &[];
+        }
+        let limit = buf.len().min(libc::PATH_MAX as usize);
+        let mut n = 0;
+        while n < limit {
+            // SAFETY: the kernel read these bytes before failing with an
+            // errno other than EFAULT (see above), and we stop at the NUL.
+            let byte = unsafe { *self.0.add(n) } as u8;
+            if byte == 0 {
+                break;
+            }
+            buf[n] = byte;
+            n += 1;
+        }
+        &buf[..n]
+    }
+}
+
+/// The process id, from the kernel (glibc does not cache it).
+pub fn getpid() -> u32 {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() as u32 }
+}
+
+/// The parent process id.
+pub fn getppid() -> u32 {
+    // SAFETY: getppid cannot fail.
+    unsafe { libc::getppid() as u32 }
+}
+
+/// The calling thread's id.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+/// The effective user and group ids.
+pub fn euid_egid() -> (u32, u32) {
+    // SAFETY: these cannot fail.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// Whether the caller is in group `gid` (effective or supplementary).
+pub fn in_group(gid: u32) -> bool {
+    let mut groups = [0 as libc::gid_t; 64];
+    // SAFETY: `groups` has room for 64 entries, as we tell the kernel.
+    let n = unsafe { libc::getgroups(groups.len() as c_int, groups.as_mut_ptr()) };
+    let n = usize::try_from(n).unwrap_or(0);
+    euid_egid().1 == gid || groups[..n].contains(&gid)
+}
+
+/// Writes all of `bytes` to `fd`, retrying on `EINTR` and short writes.
+pub fn write_all(fd: c_int, mut bytes: &[u8]) -> Result<(), Errno> {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid slice for its length.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast::<c_void>(), bytes.len()) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+/// Reads a whole (small, /proc) file into `out`, appending.
+///
+/// Grows `out` with `try_reserve`, so an exhausted heap is an error, never an
+/// abort. `path` must be NUL-terminated.
+pub fn read_file(path: &core::ffi::CStr, out: &mut Vec<u8>) -> Result<(), Errno> {
+    // SAFETY: `path` is a valid C string.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    let result = (|| loop {
+        if out.capacity() - out.len() < 4096 {
+            out.try_reserve(out.capacity().max(16384))
+                .map_err(|_| libc::ENOMEM)?;
+        }
+        let spare = out.spare_capacity_mut();
+        // SAFETY: `spare` is writable for `spare.len()` bytes.
+        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast::<c_void>(), spare.len()) };
+        match n {
+            0 => return Ok(()),
+            n if n < 0 => {
+                let e = errno();
+                if e != libc::EINTR {
+                    return Err(e);
+                }
+            }
+            // SAFETY: the kernel initialised the first `n` spare bytes.
+            n => unsafe { out.set_len(out.len() + n as usize) },
+        }
+    })();
+    // SAFETY: `fd` is ours and open.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// Reads a number from a one-line /proc file such as `/proc/sys/kernel/shmmax`.
+pub fn read_number(path: &core::ffi::CStr) -> Option<u64> {
+    let mut buf = Vec::new();
+    read_file(path, &mut buf).ok()?;
+    core::str::from_utf8(&buf).ok()?.trim().parse().ok()
+}
+
+/// The value of an environment variable, without allocating.
+pub fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: `name` is a valid C string. The returned pointer stays valid
+    // unless the program modifies the environment, which it may not do
+    // concurrently with getenv in any case; we read it once at start-up.
+    let ptr = unsafe { libc::getenv(name.as_ptr()) };
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: getenv returns a NUL-terminated string.
+    Some(unsafe { core::ffi::CStr::from_ptr(ptr) }.to_bytes())
+}
+
+/// Flushes stdio and ends the process with `code`, skipping the remaining
+/// exit handlers (used by the `exitcode` option from the exit check).
+pub fn flush_and_exit(code: c_int) -> ! {
+    // SAFETY: fflush(NULL) flushes every stdio stream; _exit never returns.
+    unsafe {
+        libc::fflush(core::ptr::null_mut());
+        libc::_exit(code)
+    }
+}
+
+/// The system page size.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).unwrap_or(4096)
+}
+
+/// Registers fork handlers (see `runtime`).
+pub fn register_atfork(
+    prepare: unsafe extern "C" fn(),
+    parent: unsafe extern "C" fn(),
+    child: unsafe extern "C" fn(),
+) {
+    // SAFETY: the handlers are valid functions for the life of the process
+    // (the library is never unloaded while the process can fork).
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
+
+/// Wakes up to `n` waiters on `word` (futex).
+pub fn futex_wake(word: &core::sync::atomic::AtomicU32, n: i32) {
+    // SAFETY: `word` is a valid, aligned u32 for the duration of the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            n,
+        )
+    };
+}
+
+/// Sleeps while `*word == expected` (futex). Spurious wake-ups are allowed.
+pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32) {
+    let saved = errno();
+    // SAFETY: `word` is a valid, aligned u32; a NULL timeout waits forever.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            core::ptr::null::<libc::timespec>(),
+        )
+    };
+    set_errno(saved);
+}
