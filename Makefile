@@ -1,0 +1,111 @@
+# shmguard: build, test, install.
+#
+#   make                 the libraries, the header and the command (target/release)
+#   make test            every test: Rust unit tests, the C suite (plain, linked,
+#                        preloaded), header, exported symbols, install + pkg-config
+#   make lint            rustfmt and clippy -D warnings
+#   make demo            a leaky C program run under shmguard
+#   make install PREFIX=/usr/local [DESTDIR=...]
+
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+BINDIR  ?= $(PREFIX)/bin
+PCDIR   ?= $(LIBDIR)/pkgconfig
+CC      ?= cc
+CXX     ?= c++
+CARGO   ?= cargo
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+SOMAJOR := 0
+REL     := target/release
+BUILD   := build
+
+CWARN   := -Wall -Wextra -Werror
+# What a program linking libshmguard.a also needs (rustc --print
+# native-static-libs, less -lgcc_s: the compiler driver adds libgcc itself,
+# and a -static link has no libgcc_s).
+STATIC_LIBS := -lutil -lrt -lpthread -lm -ldl -lc
+
+# The symbols the library must export, and only these.
+EXPORTS := ftok shmat shmctl shmdt shmget \
+	shmguard_attachment_size shmguard_copy_from shmguard_copy_to shmguard_ftok \
+	shmguard_last_error shmguard_leak_count shmguard_leak_report shmguard_shmat \
+	shmguard_shmctl shmguard_shmdt shmguard_shmget shmguard_version
+
+.PHONY: all build test test-rust test-c check-header check-symbols check-install \
+	lint demo install uninstall clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+	ln -sf libshmguard.so $(REL)/libshmguard.so.$(SOMAJOR)
+
+test: build test-rust test-c check-header check-symbols check-install
+	@echo "make test: all passed"
+
+# Unit tests of the safe core, and the C suite against the debug build.
+test-rust:
+	$(CARGO) test
+
+# The C suite against the release build.
+test-c: build
+	CC="$(CC)" c_tests/run.sh $(REL) $(BUILD)/c_tests
+
+# The committed header must be what build.rs generates, and compile as C11
+# and C++17 with every warning an error.
+check-header: build
+	@git diff --exit-code --stat -- include/shmguard.h || \
+		{ echo "include/shmguard.h is stale: commit the regenerated header"; exit 1; }
+	@mkdir -p $(BUILD)
+	printf '#include "shmguard.h"\nint main(void) { return shmguard_version() == 0; }\n' > $(BUILD)/header.c
+	$(CC) -std=c11 $(CWARN) -pedantic -Iinclude -c $(BUILD)/header.c -o $(BUILD)/header-c.o
+	cp $(BUILD)/header.c $(BUILD)/header.cpp
+	$(CXX) -std=c++17 $(CWARN) -pedantic -Iinclude -c $(BUILD)/header.cpp -o $(BUILD)/header-cxx.o
+
+# nm -D must list exactly $(EXPORTS); the SONAME must be libshmguard.so.0.
+check-symbols: build
+	@mkdir -p $(BUILD)
+	@nm -D --defined-only $(REL)/libshmguard.so | awk '$$2 == "T" { print $$3 }' | sort > $(BUILD)/exports.txt
+	@printf '%s\n' $(EXPORTS) | sort > $(BUILD)/exports.expected
+	@diff -u $(BUILD)/exports.expected $(BUILD)/exports.txt || \
+		{ echo "exported symbols differ from the expected list"; exit 1; }
+	@readelf -d $(REL)/libshmguard.so | grep -q 'Library soname: \[libshmguard.so.$(SOMAJOR)\]' || \
+		{ echo "SONAME is not libshmguard.so.$(SOMAJOR)"; exit 1; }
+	@echo "exports and SONAME ok"
+
+# Install into a scratch prefix, then build a program with pkg-config, once
+# against the shared library and once statically, and run both.
+check-install: build
+	rm -rf $(BUILD)/prefix
+	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/prefix
+	c_tests/check-install.sh $(CURDIR)/$(BUILD)/prefix "$(CC)"
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# A program that leaks one attachment and two segments, linked with
+# -lshmguard: the report names them. The demo removes them afterwards.
+demo: build
+	demo/run.sh $(REL) $(BUILD)/demo "$(CC)"
+
+install: build
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR)
+	install -m 0755 $(REL)/libshmguard.so $(DESTDIR)$(LIBDIR)/libshmguard.so.$(VERSION)
+	ln -sf libshmguard.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libshmguard.so.$(SOMAJOR)
+	ln -sf libshmguard.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libshmguard.so
+	install -m 0644 $(REL)/libshmguard.a $(DESTDIR)$(LIBDIR)/libshmguard.a
+	install -m 0644 include/shmguard.h $(DESTDIR)$(INCDIR)/shmguard.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|' \
+		shmguard.pc.in > $(DESTDIR)$(PCDIR)/shmguard.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libshmguard.so* $(DESTDIR)$(LIBDIR)/libshmguard.a \
+		$(DESTDIR)$(INCDIR)/shmguard.h $(DESTDIR)$(PCDIR)/shmguard.pc
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)
