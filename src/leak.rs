@@ -104,9 +104,6 @@ pub fn parse_sysv_mappings(maps: &[u8]) -> Vec<(usize, i32)> {
 
 /// Computes the findings of process `pid` (leaks first, then notes).
 pub fn findings(registry: &Registry, pid: u32, kernel: &dyn Kernel) -> Vec<Finding> {
-    let mappings = kernel.sysv_mappings();
-    let mapped = |addr: usize, shmid: i32| mappings.binary_search(&(addr, shmid)).is_ok();
-
     let mut own: Vec<(usize, Attachment)> = Vec::new();
     registry.for_each_attachment(|addr, a| {
         if a.pid == pid && own.try_reserve(1).is_ok() {
@@ -119,6 +116,13 @@ pub fn findings(registry: &Registry, pid: u32, kernel: &dyn Kernel) -> Vec<Findi
             created.push((shmid, *c));
         }
     });
+    if own.is_empty() && created.is_empty() {
+        // Most processes under a preloaded shmguard never touch shm: their
+        // exit costs no read of /proc.
+        return Vec::new();
+    }
+    let mappings = kernel.sysv_mappings();
+    let mapped = |addr: usize, shmid: i32| mappings.binary_search(&(addr, shmid)).is_ok();
     own.sort_unstable_by_key(|(addr, _)| *addr);
     created.sort_unstable_by_key(|(shmid, _)| *shmid);
 
@@ -375,6 +379,23 @@ mod tests {
             ]
         );
         assert_eq!(leak_count(&f), 2);
+    }
+
+    struct Unreadable;
+    impl Kernel for Unreadable {
+        fn sysv_mappings(&self) -> Vec<(usize, i32)> {
+            panic!("an empty registry must not read /proc/self/maps")
+        }
+        fn stat(&self, _: i32) -> Option<SegmentState> {
+            panic!("an empty registry must not stat")
+        }
+    }
+
+    #[test]
+    fn nothing_recorded_asks_the_kernel_nothing() {
+        let r = Registry::new();
+        r.attach(0x1000, att(1, 99)); // inherited only
+        assert!(findings(&r, 100, &Unreadable).is_empty());
     }
 
     #[test]
