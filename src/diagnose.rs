@@ -31,31 +31,43 @@ pub struct SegmentRow {
     pub ctime: i64,
 }
 
-/// Parses the text of /proc/sysvipc/shm (header line first).
-pub fn parse_segments(text: &str) -> Vec<SegmentRow> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 14 {
-                return None;
+/// Parses the text of /proc/sysvipc/shm (header line first). Rows that do
+/// not fit in memory are dropped rather than aborting (fail open).
+pub fn parse_segments(text: &[u8]) -> Vec<SegmentRow> {
+    let mut rows = Vec::new();
+    for line in text.split(|&b| b == b'\n').skip(1) {
+        let Ok(line) = core::str::from_utf8(line) else {
+            continue;
+        };
+        if let Some(row) = parse_row(line) {
+            if rows.try_reserve(1).is_ok() {
+                rows.push(row);
             }
-            Some(SegmentRow {
-                key: f[0].parse().ok()?,
-                shmid: f[1].parse().ok()?,
-                mode: u32::from_str_radix(f[2], 8).ok()?,
-                size: f[3].parse().ok()?,
-                cpid: f[4].parse().ok()?,
-                lpid: f[5].parse().ok()?,
-                nattch: f[6].parse().ok()?,
-                uid: f[7].parse().ok()?,
-                gid: f[8].parse().ok()?,
-                cuid: f[9].parse().ok()?,
-                cgid: f[10].parse().ok()?,
-                ctime: f[13].parse().ok()?,
-            })
-        })
-        .collect()
+        }
+    }
+    rows
+}
+
+fn parse_row(line: &str) -> Option<SegmentRow> {
+    let mut f = [""; 14];
+    let mut fields = line.split_ascii_whitespace();
+    for slot in &mut f {
+        *slot = fields.next()?;
+    }
+    Some(SegmentRow {
+        key: f[0].parse().ok()?,
+        shmid: f[1].parse().ok()?,
+        mode: u32::from_str_radix(f[2], 8).ok()?,
+        size: f[3].parse().ok()?,
+        cpid: f[4].parse().ok()?,
+        lpid: f[5].parse().ok()?,
+        nattch: f[6].parse().ok()?,
+        uid: f[7].parse().ok()?,
+        gid: f[8].parse().ok()?,
+        cuid: f[9].parse().ok()?,
+        cgid: f[10].parse().ok()?,
+        ctime: f[13].parse().ok()?,
+    })
 }
 
 /// The kernel's limits (SPEC section 1).
@@ -103,7 +115,7 @@ impl Facts for Live {
         if sys::read_file(c"/proc/sysvipc/shm", &mut buf).is_err() {
             return Vec::new();
         }
-        parse_segments(&String::from_utf8_lossy(&buf))
+        parse_segments(&buf)
     }
     fn caller(&self) -> Caller {
         let (euid, egid) = sys::euid_egid();
@@ -233,12 +245,42 @@ struct Wanted(u32);
 
 impl fmt::Display for Wanted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let words: Vec<&str> = [(4, "read"), (2, "write"), (1, "execute")]
-            .iter()
-            .filter(|(bit, _)| self.0 & bit != 0)
-            .map(|(_, w)| *w)
-            .collect();
-        f.write_str(&words.join(" and "))
+        let mut first = true;
+        for (bit, word) in [(4, "read"), (2, "write"), (1, "execute")] {
+            if self.0 & bit != 0 {
+                f.write_str(if first { "" } else { " and " })?;
+                f.write_str(word)?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A number from /proc that may be missing: the number, or `?`.
+struct Known(Option<u64>);
+
+impl fmt::Display for Known {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("?"),
+        }
+    }
+}
+
+/// Bytes shown as text, invalid UTF-8 replaced, without allocating.
+pub struct Lossy<'a>(pub &'a [u8]);
+
+impl fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{fffd}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -378,9 +420,7 @@ pub fn shmget(facts: &dyn Facts, errno: Errno, key: i32, size: usize, flags: i32
                         s,
                         "{size} bytes ({} pages) would take shared memory past /proc/sys/kernel/shmall ({} pages in all, {used_pages} in use)",
                         pages(size as u64, limits.page_size),
-                        limits
-                            .shmall
-                            .map_or_else(|| "?".to_owned(), |a| a.to_string()),
+                        Known(limits.shmall),
                     );
                 }
             }
@@ -473,9 +513,7 @@ pub fn shmat(facts: &dyn Facts, errno: Errno, shmid: i32, addr: usize, flags: i3
             let _ = write!(
                 s,
                 "no room to map shmid={shmid}: the address space is full or the process reached /proc/sys/vm/max_map_count ({} mappings)",
-                limits
-                    .max_map_count
-                    .map_or_else(|| "?".to_owned(), |n| n.to_string())
+                Known(limits.max_map_count)
             );
         }
         libc::EPERM => {
@@ -602,7 +640,7 @@ pub fn ftok(errno: Errno, path: &[u8]) -> Sentence {
         let _ = write!(
             s,
             "ftok: cannot stat '{}': {} ({}); ftok needs the path of an existing file",
-            String::from_utf8_lossy(path),
+            Lossy(path),
             errno_text(errno),
             ErrnoName(errno)
         );
@@ -669,7 +707,7 @@ mod tests {
     fn parses_proc_sysvipc_shm() {
         let text = "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n\
                     4660          3  1600                 10000  1234  1235      2     0     0     0     0 1700000000 1700000001 1700000002                 12288                     0\n";
-        let rows = parse_segments(text);
+        let rows = parse_segments(text.as_bytes());
         assert_eq!(rows.len(), 1);
         let r = rows[0];
         assert_eq!(

@@ -9,7 +9,7 @@
 
 use core::fmt;
 
-use crate::diagnose::{self, AtFlags, Cmd, GetFlags, Key, Live};
+use crate::diagnose::{self, AtFlags, Cmd, GetFlags, Key, Live, Lossy};
 use crate::error::{ErrnoName, Error, Sentence};
 use crate::fail_open;
 use crate::leak::{self, Finding, SegmentState};
@@ -67,11 +67,7 @@ impl fmt::Display for Call<'_> {
                 )
             }
             Call::Ftok { path, id } => {
-                write!(
-                    f,
-                    "ftok(path=\"{}\", id={id})",
-                    String::from_utf8_lossy(path)
-                )
+                write!(f, "ftok(path=\"{}\", id={id})", Lossy(path))
             }
         }
     }
