@@ -4,6 +4,7 @@
 #   make test            every test: Rust unit tests, the C suite (plain, linked,
 #                        preloaded), header, exported symbols, install + pkg-config
 #   make lint            rustfmt and clippy -D warnings
+#   make test-postgres   PostgreSQL with System V shared memory under shmguard run
 #   make demo            a leaky C program run under shmguard
 #   make install PREFIX=/usr/local [DESTDIR=...]
 
@@ -33,13 +34,13 @@ EXPORTS := ftok shmat shmctl shmdt shmget \
 	shmguard_last_error shmguard_leak_count shmguard_leak_report shmguard_shmat \
 	shmguard_shmctl shmguard_shmdt shmguard_shmget shmguard_version
 
-.PHONY: all build test test-rust test-c check-header check-symbols check-install \
+.PHONY: test-postgres all build test test-rust test-c check-header check-symbols check-install \
 	lint demo install uninstall clean
 
 all: build
 
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release --workspace
 	ln -sf libshmguard.so $(REL)/libshmguard.so.$(SOMAJOR)
 
 test: build test-rust test-c check-header check-symbols check-install
@@ -47,7 +48,7 @@ test: build test-rust test-c check-header check-symbols check-install
 
 # Unit tests of the safe core, and the C suite against the debug build.
 test-rust:
-	$(CARGO) test
+	$(CARGO) test --workspace
 
 # The C suite against the release build.
 test-c: build
@@ -82,9 +83,14 @@ check-install: build
 	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/prefix
 	c_tests/check-install.sh $(CURDIR)/$(BUILD)/prefix "$(CC)"
 
+# PostgreSQL (shared_memory_type = sysv) under `shmguard run`: installs
+# Debian's postgresql when missing.
+test-postgres: build
+	cli/tests/postgres.sh $(REL)
+
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # A program that leaks one attachment and two segments, linked with
 # -lshmguard: the report names them. The demo removes them afterwards.
@@ -92,7 +98,8 @@ demo: build
 	demo/run.sh $(REL) $(BUILD)/demo "$(CC)"
 
 install: build
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR)
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) $(DESTDIR)$(BINDIR)
+	install -m 0755 $(REL)/shmguard $(DESTDIR)$(BINDIR)/shmguard
 	install -m 0755 $(REL)/libshmguard.so $(DESTDIR)$(LIBDIR)/libshmguard.so.$(VERSION)
 	ln -sf libshmguard.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libshmguard.so.$(SOMAJOR)
 	ln -sf libshmguard.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libshmguard.so
@@ -103,7 +110,7 @@ install: build
 		shmguard.pc.in > $(DESTDIR)$(PCDIR)/shmguard.pc
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBDIR)/libshmguard.so* $(DESTDIR)$(LIBDIR)/libshmguard.a \
+	rm -f $(DESTDIR)$(BINDIR)/shmguard $(DESTDIR)$(LIBDIR)/libshmguard.so* $(DESTDIR)$(LIBDIR)/libshmguard.a \
 		$(DESTDIR)$(INCDIR)/shmguard.h $(DESTDIR)$(PCDIR)/shmguard.pc
 
 clean:

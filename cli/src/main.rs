@@ -1,0 +1,4 @@
+//! The `shmguard` command (work in progress).
+fn main() {
+    println!("shmguard {}", env!("CARGO_PKG_VERSION"));
+}
