@@ -7,18 +7,23 @@
 //! [`diagnose`] (why a call failed) and the verbosity trace. At exit,
 //! [`leak`] checks the registry against the kernel and reports.
 //!
-//! `unsafe` lives only in `sys`, `lock` and `ffi`; every other module
-//! forbids it.
+//! With `log_path` set, [`audit`] appends each call as a JSON line to a
+//! shared file mapping ([`logfile`]).
+//!
+//! `unsafe` lives only in `sys`, `lock`, `logfile` and `ffi`; every other
+//! module forbids it.
 #![deny(unsafe_op_in_unsafe_fn)]
 // `Error` carries its sentence inline (about 500 bytes) so that a failure
 // never needs the heap; the success path only writes the discriminant.
 #![allow(clippy::result_large_err)]
 
+pub mod audit;
 pub mod diagnose;
 pub mod error;
 pub mod ffi;
 pub mod leak;
 pub mod lock;
+pub mod logfile;
 pub mod options;
 pub mod registry;
 pub mod runtime;

@@ -23,6 +23,7 @@ const READY: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static OPTIONS: OnceLock<Options> = OnceLock::new();
 static PID: AtomicU32 = AtomicU32::new(0);
+static PPID: AtomicU32 = AtomicU32::new(0);
 /// `options().verbosity`, kept apart for the hot path.
 static VERBOSITY: AtomicU8 = AtomicU8::new(0);
 
@@ -30,6 +31,8 @@ thread_local! {
     /// Set while this thread is inside shmguard (a signal handler calling
     /// `shmat` in the middle of our own call must not take our locks again).
     static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// This thread's id, once asked (gettid is a system call).
+    static TID: Cell<u32> = const { Cell::new(0) };
     /// This thread's last diagnostic, NUL-terminated, and whether it is set.
     static LAST_ERROR: RefCell<(bool, [u8; SENTENCE_CAP + 1])> =
         const { RefCell::new((false, [0; SENTENCE_CAP + 1])) };
@@ -47,6 +50,7 @@ fn init_slow() {
     match STATE.compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire) {
         Ok(_) => {
             PID.store(sys::getpid(), Ordering::Relaxed);
+            PPID.store(sys::getppid(), Ordering::Relaxed);
             crate::fail_open((), || {
                 let raw = sys::getenv(c"SHMGUARD_OPTIONS").unwrap_or_default();
                 let (options, warnings) = options::parse(raw);
@@ -54,6 +58,9 @@ fn init_slow() {
                     say(format_args!("warning: SHMGUARD_OPTIONS: {w}"));
                 }
                 VERBOSITY.store(options.verbosity, Ordering::Relaxed);
+                if options.log_path.is_some() {
+                    crate::audit::enable();
+                }
                 let _ = OPTIONS.set(options);
             });
             sys::register_atfork(fork_prepare, fork_parent, fork_child);
@@ -85,6 +92,22 @@ pub fn verbosity() -> u8 {
 /// This process's pid, kept current across fork by the fork handler.
 pub fn pid() -> u32 {
     PID.load(Ordering::Relaxed)
+}
+
+/// The parent's pid as of start-up or the last fork.
+pub fn ppid() -> u32 {
+    PPID.load(Ordering::Relaxed)
+}
+
+/// This thread's id, cached per thread.
+pub fn tid() -> u32 {
+    TID.try_with(|t| {
+        if t.get() == 0 {
+            t.set(sys::gettid());
+        }
+        t.get()
+    })
+    .unwrap_or_else(|_| sys::gettid())
 }
 
 /// Marks this thread as inside shmguard for as long as the value lives.
@@ -187,16 +210,21 @@ pub fn say(args: fmt::Arguments<'_>) {
 }
 
 extern "C" fn fork_prepare() {
+    crate::audit::fork_prepare();
     REGISTRY.lock_all_for_fork();
 }
 
 extern "C" fn fork_parent() {
     REGISTRY.unlock_all_in_parent();
+    crate::audit::fork_parent();
 }
 
 extern "C" fn fork_child() {
     REGISTRY.unlock_all_in_child();
+    PPID.store(PID.load(Ordering::Relaxed), Ordering::Relaxed);
     PID.store(sys::getpid(), Ordering::Relaxed);
+    let _ = TID.try_with(|t| t.set(0));
+    crate::audit::fork_child();
 }
 
 #[cfg(test)]

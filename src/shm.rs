@@ -9,7 +9,8 @@
 
 use core::fmt;
 
-use crate::diagnose::{self, AtFlags, Cmd, GetFlags, Key, Live, Lossy};
+use crate::audit::{self, Addr, Call, Extra, Ret};
+use crate::diagnose::{self, Key, Live};
 use crate::error::{ErrnoName, Error, Sentence};
 use crate::fail_open;
 use crate::leak::{self, Finding, SegmentState};
@@ -17,75 +18,27 @@ use crate::registry::{Attachment, Created, REGISTRY};
 use crate::runtime::{self, say};
 use crate::sys::{self, Errno, SHM_REMAP, UserPath};
 
-/// A call and its arguments, for traces.
-enum Call<'a> {
-    Shmget { key: i32, size: usize, flags: i32 },
-    Shmat { shmid: i32, addr: usize, flags: i32 },
-    Shmdt { addr: usize },
-    Shmctl { shmid: i32, cmd: i32, buf: usize },
-    Ftok { path: &'a [u8], id: i32 },
-}
-
-struct Addr(usize);
-
-impl fmt::Display for Addr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 == 0 {
-            f.write_str("NULL")
-        } else {
-            write!(f, "{:#x}", self.0)
+/// Traces (verbosity 2) and logs a successful call. `call` is built only
+/// when someone wants it: the default path costs two relaxed loads.
+fn succeeded(call: impl FnOnce() -> Call<'static>, ret: Ret, extra: Extra) {
+    let trace = runtime::verbosity() >= 2;
+    if trace || audit::enabled() {
+        let call = call();
+        if trace {
+            say(format_args!("{call} = {ret}"));
         }
+        audit::call(&call, Ok((ret, extra)));
     }
 }
 
-impl fmt::Display for Call<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Call::Shmget { key, size, flags } => {
-                write!(
-                    f,
-                    "shmget(key={}, size={size}, shmflg={})",
-                    Key(key),
-                    GetFlags(flags)
-                )
-            }
-            Call::Shmat { shmid, addr, flags } => {
-                write!(
-                    f,
-                    "shmat(shmid={shmid}, shmaddr={}, shmflg={})",
-                    Addr(addr),
-                    AtFlags(flags)
-                )
-            }
-            Call::Shmdt { addr } => write!(f, "shmdt(shmaddr={})", Addr(addr)),
-            Call::Shmctl { shmid, cmd, buf } => {
-                write!(
-                    f,
-                    "shmctl(shmid={shmid}, cmd={}, buf={})",
-                    Cmd(cmd),
-                    Addr(buf)
-                )
-            }
-            Call::Ftok { path, id } => {
-                write!(f, "ftok(path=\"{}\", id={id})", Lossy(path))
-            }
-        }
-    }
-}
-
-/// Traces a successful call at verbosity 2.
-fn traced<T: fmt::Display>(call: impl FnOnce() -> Call<'static>, ret: T) {
-    if runtime::verbosity() >= 2 {
-        say(format_args!("{} = {ret}", call()));
-    }
-}
-
-/// Builds the error of a failed call: its sentence, printed at verbosity 1.
+/// Builds the error of a failed call: its sentence, printed at verbosity 1
+/// and logged.
 fn failed(call: Call<'_>, errno: Errno, explain: impl FnOnce() -> Sentence) -> Error {
     let detail = fail_open(Sentence::new(), explain);
     if runtime::verbosity() >= 1 {
         say(format_args!("{call} = -1 {}: {detail}", ErrnoName(errno)));
     }
+    fail_open((), || audit::call(&call, Err((errno, &detail))));
     Error { errno, detail }
 }
 
@@ -141,7 +94,11 @@ pub fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, Error> {
                     REGISTRY.created(id, segment);
                 });
             }
-            traced(call, id);
+            let extra = Extra {
+                created: Some(created),
+                ..Extra::default()
+            };
+            fail_open((), || succeeded(call, Ret::Int(id.into()), extra));
             Ok(id)
         }
         (Err(errno), _) => Err(failed(call(), errno, || {
@@ -158,7 +115,7 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
     let call = move || Call::Shmat { shmid, addr, flags };
     match sys::shmat(shmid, addr, flags) {
         Ok(at) => {
-            fail_open((), || {
+            let size = fail_open(0, || {
                 let mut size = 0;
                 if flags & SHM_REMAP != 0 {
                     // The new mapping replaced whatever was in its range.
@@ -176,8 +133,13 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
                     size,
                 };
                 REGISTRY.attach(at, attachment);
+                size
             });
-            traced(call, Addr(at));
+            let extra = Extra {
+                size: (size != 0).then_some(size),
+                ..Extra::default()
+            };
+            fail_open((), || succeeded(call, Ret::Addr(at), extra));
             Ok(at)
         }
         Err(errno) => Err(failed(call(), errno, || {
@@ -194,10 +156,12 @@ pub fn shmdt(addr: usize) -> Result<(), Error> {
     let call = move || Call::Shmdt { addr };
     match sys::shmdt(addr) {
         Ok(()) => {
-            fail_open((), || {
-                REGISTRY.detach(addr);
-            });
-            traced(call, 0);
+            let shmid = fail_open(None, || REGISTRY.detach(addr).map(|a| a.shmid));
+            let extra = Extra {
+                shmid,
+                ..Extra::default()
+            };
+            fail_open((), || succeeded(call, Ret::Int(0), extra));
             Ok(())
         }
         Err(errno) => Err(failed(call(), errno, || {
@@ -240,7 +204,9 @@ pub fn shmctl(shmid: i32, cmd: i32, buf: usize) -> Result<i32, Error> {
             if cmd == libc::IPC_RMID {
                 fail_open((), || REGISTRY.marked(shmid));
             }
-            traced(call, ret);
+            fail_open((), || {
+                succeeded(call, Ret::Int(ret.into()), Extra::default())
+            });
             Ok(ret)
         }
         Err(errno) => Err(failed(call(), errno, || {
@@ -269,13 +235,20 @@ pub fn ftok(path: UserPath, id: i32) -> Result<i32, Error> {
     match path.stat() {
         Ok((ino, dev)) => {
             let key = ftok_key(ino, dev, id);
-            if runtime::verbosity() >= 2 {
-                let shown = path.prefix(0, &mut buf);
-                say(format_args!(
-                    "{} = {}",
-                    Call::Ftok { path: shown, id },
-                    Key(key)
-                ));
+            let (trace, log) = (runtime::verbosity() >= 2, audit::enabled());
+            if trace || log {
+                let call = Call::Ftok {
+                    path: path.prefix(0, &mut buf),
+                    id,
+                };
+                if trace {
+                    say(format_args!("{call} = {}", Key(key)));
+                }
+                let extra = Extra {
+                    key: Some(key),
+                    ..Extra::default()
+                };
+                fail_open((), || audit::call(&call, Ok((Ret::Int(key.into()), extra))));
             }
             Ok(key)
         }
@@ -406,17 +379,18 @@ pub fn write_report(fd: i32, findings: &[Finding]) -> usize {
 /// `atexit` handlers and destructors, and only on a normal exit.
 pub fn at_exit() {
     let options = runtime::options();
-    if !options.leak_check {
+    if !options.leak_check && !audit::enabled() {
         return;
     }
     let saved = sys::errno();
     let findings = findings();
     let leaks = leak::leak_count(&findings);
-    if leaks > 0 || (runtime::verbosity() >= 1 && !findings.is_empty()) {
+    if options.leak_check && (leaks > 0 || (runtime::verbosity() >= 1 && !findings.is_empty())) {
         write_report(2, &findings);
     }
+    fail_open((), || audit::exit(&findings));
     sys::set_errno(saved);
-    if leaks > 0 && options.exitcode != 0 {
+    if options.leak_check && leaks > 0 && options.exitcode != 0 {
         sys::flush_and_exit(i32::from(options.exitcode));
     }
 }

@@ -319,3 +319,38 @@ pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32) {
     };
     set_errno(saved);
 }
+
+/// The wall clock in nanoseconds since the Unix epoch (vDSO: no system call).
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// The real and effective user ids.
+pub fn uid_euid() -> (u32, u32) {
+    // SAFETY: these cannot fail.
+    unsafe { (libc::getuid(), libc::geteuid()) }
+}
+
+/// The inode number of `path` (`stat`), e.g. of /proc/self/ns/ipc.
+pub fn inode_of(path: &core::ffi::CStr) -> Option<u64> {
+    // SAFETY: stat is plain old data; all-zero is valid.
+    let mut st: libc::stat64 = unsafe { core::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `st` a writable buffer.
+    let ret = unsafe { libc::stat64(path.as_ptr(), &mut st) };
+    (ret == 0).then_some(st.st_ino)
+}
+
+/// The target of the symbolic link `path`, into `buf`.
+pub fn readlink<'a>(path: &core::ffi::CStr, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+    // SAFETY: `buf` is writable for its length; readlink does not NUL-terminate.
+    let n = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).ok().map(|n| &buf[..n])
+}

@@ -1,0 +1,291 @@
+//! An append-only file written through a shared file mapping.
+//!
+//! The audit log must survive `SIGKILL` without a system call per event:
+//! events are copied into a `MAP_SHARED` mapping of the file, which the
+//! kernel keeps (page cache) when the process dies. Space is reserved with
+//! one atomic `fetch_add`; the file grows in steps with `fallocate`, so a
+//! full disk is an error at growth time (logging stops with a warning)
+//! instead of a `SIGBUS` when a page is first touched.
+//!
+//! The whole capacity is reserved as address space once, so the mapping
+//! never moves: a writer can never copy into memory that another thread has
+//! unmapped. Growth and closing take a lock; appending does not.
+
+use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+
+use crate::lock::Locked;
+use crate::sys::{self, Errno};
+
+/// Address space reserved for one process's log.
+pub const CAPACITY: usize = 1 << 30;
+const FIRST_STEP: usize = 64 << 10;
+const MAX_STEP: usize = 8 << 20;
+/// `pos` after closing: every later reservation lands past `CAPACITY`.
+const CLOSED: usize = usize::MAX / 2;
+
+/// Why an append did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendError {
+    /// No file is open (never opened, closed, or abandoned after fork).
+    NotOpen,
+    /// `CAPACITY` is used up.
+    Full,
+    /// Growing the file failed (`ENOSPC`, `EDQUOT`, ...).
+    Grow(Errno),
+}
+
+/// The log file of this process.
+pub struct LogFile {
+    base: AtomicUsize,
+    fd: AtomicI32,
+    /// Bytes reserved so far (the end of the last reservation).
+    pos: AtomicUsize,
+    /// The file's current length: every reserved byte below it is backed.
+    len: AtomicUsize,
+    grow: Locked<()>,
+}
+
+impl LogFile {
+    pub const fn new() -> Self {
+        Self {
+            base: AtomicUsize::new(0),
+            fd: AtomicI32::new(-1),
+            pos: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+            grow: Locked::new(()),
+        }
+    }
+
+    /// Whether a file is open.
+    pub fn is_open(&self) -> bool {
+        self.base.load(Ordering::Acquire) != 0
+    }
+
+    /// Creates `path` (mode 0600, truncating), maps it and writes `first`
+    /// (the start event) before any other append can see the file.
+    pub fn open(&self, path: &core::ffi::CStr, first: &[u8]) -> Result<(), Errno> {
+        let _guard = self.grow.lock();
+        if self.is_open() {
+            return Ok(());
+        }
+        // SAFETY: `path` is a valid C string.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                0o600,
+            )
+        };
+        if fd < 0 {
+            return Err(sys::errno());
+        }
+        // SAFETY: a fresh shared mapping of our own fd; no address is given,
+        // so nothing existing is replaced. Pages past the file's end are not
+        // touched until `len` covers them.
+        let base = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                CAPACITY,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_NORESERVE,
+                fd,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            let e = sys::errno();
+            // SAFETY: `fd` is ours.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+        // `first` is reserved before the file is published, and with `len`
+        // at 0 every other append waits in `grow_to` for our lock, so the
+        // start event is always the file's first line.
+        self.fd.store(fd, Ordering::Relaxed);
+        self.pos.store(first.len(), Ordering::Relaxed);
+        self.len.store(0, Ordering::Relaxed);
+        self.base.store(base as usize, Ordering::Release);
+        if let Err(e) = self.grow_locked(first.len()) {
+            self.pos.store(CLOSED, Ordering::Relaxed);
+            return Err(match e {
+                AppendError::Grow(errno) => errno,
+                _ => libc::ENOSPC,
+            });
+        }
+        // SAFETY: [base, base + first.len()) is mapped, backed (grown just
+        // now) and reserved for us (pos was set past it before publishing).
+        unsafe { core::ptr::copy_nonoverlapping(first.as_ptr(), base as *mut u8, first.len()) };
+        Ok(())
+    }
+
+    /// Appends `bytes` as one unit; concurrent appends never interleave.
+    pub fn append(&self, bytes: &[u8]) -> Result<(), AppendError> {
+        let base = self.base.load(Ordering::Acquire);
+        if base == 0 {
+            return Err(AppendError::NotOpen);
+        }
+        let off = self.pos.fetch_add(bytes.len(), Ordering::Relaxed);
+        let end = off.checked_add(bytes.len()).ok_or(AppendError::Full)?;
+        if end > CAPACITY {
+            return Err(AppendError::Full);
+        }
+        if end > self.len.load(Ordering::Acquire) {
+            self.grow_to(end)?;
+        }
+        // SAFETY: [base + off, base + end) lies inside our mapping (end <=
+        // CAPACITY), is backed by the file (end <= len, and the file never
+        // shrinks below a reserved byte: `close` truncates to `pos` only
+        // after closing reservations), and belongs to this reservation
+        // alone (fetch_add hands out disjoint ranges).
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), (base + off) as *mut u8, bytes.len());
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn grow_to(&self, end: usize) -> Result<(), AppendError> {
+        let _guard = self.grow.lock();
+        self.grow_locked(end)
+    }
+
+    fn grow_locked(&self, end: usize) -> Result<(), AppendError> {
+        let len = self.len.load(Ordering::Acquire);
+        if end <= len {
+            return Ok(());
+        }
+        let step = len.clamp(FIRST_STEP, MAX_STEP);
+        let new_len = end.next_multiple_of(step).min(CAPACITY);
+        let fd = self.fd.load(Ordering::Relaxed);
+        // SAFETY: plain system calls on our own fd.
+        let mut ret =
+            unsafe { libc::fallocate(fd, 0, len as libc::off_t, (new_len - len) as libc::off_t) };
+        if ret != 0 && sys::errno() == libc::EOPNOTSUPP {
+            // SAFETY: as above; this file system cannot reserve blocks.
+            ret = unsafe { libc::ftruncate(fd, new_len as libc::off_t) };
+        }
+        if ret != 0 {
+            return Err(AppendError::Grow(sys::errno()));
+        }
+        self.len.store(new_len, Ordering::Release);
+        Ok(())
+    }
+
+    /// Stops appending and trims the file to what was written.
+    pub fn close(&self) {
+        let _guard = self.grow.lock();
+        if !self.is_open() {
+            return;
+        }
+        // Reservations made before this swap end at or below `end`; later
+        // ones land past CAPACITY and are refused. Growth is serialised with
+        // us, so the file is never cut below a byte still being copied.
+        let end = self
+            .pos
+            .swap(CLOSED, Ordering::AcqRel)
+            .min(self.len.load(Ordering::Acquire));
+        let fd = self.fd.load(Ordering::Relaxed);
+        // SAFETY: our own fd; bytes past `end` were never handed out.
+        unsafe { libc::ftruncate(fd, end as libc::off_t) };
+        self.len.store(end, Ordering::Release);
+    }
+
+    /// In a fork child: drop the parent's mapping and fd without touching
+    /// the parent's file, so the child can open its own.
+    pub fn abandon_after_fork(&self) {
+        let base = self.base.swap(0, Ordering::AcqRel);
+        if base != 0 {
+            // SAFETY: only the forking thread exists in the child; nothing
+            // else can be copying into the mapping.
+            unsafe { libc::munmap(base as *mut libc::c_void, CAPACITY) };
+        }
+        let fd = self.fd.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: the child's copy of our fd.
+            unsafe { libc::close(fd) };
+        }
+        self.pos.store(0, Ordering::Relaxed);
+        self.len.store(0, Ordering::Relaxed);
+        self.grow.unlock_after_fork_child();
+    }
+
+    /// Fork `prepare`: hold the growth lock across fork.
+    pub fn lock_for_fork(&self) {
+        self.grow.lock_for_fork();
+    }
+
+    /// Fork `parent`.
+    pub fn unlock_in_parent(&self) {
+        self.grow.unlock_after_fork_parent();
+    }
+}
+
+impl Default for LogFile {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+
+    fn temp(name: &str) -> (std::path::PathBuf, CString) {
+        let path =
+            std::env::temp_dir().join(format!("shmguard-logfile-{}-{name}", std::process::id()));
+        let c = CString::new(path.to_str().unwrap()).unwrap();
+        (path, c)
+    }
+
+    #[test]
+    fn appends_grow_and_close_trims() {
+        let (path, c) = temp("grow");
+        let log = LogFile::new();
+        assert_eq!(log.append(b"x"), Err(AppendError::NotOpen));
+        log.open(&c, b"start\n").unwrap();
+        let line = [b'a'; 1000];
+        for _ in 0..300 {
+            log.append(&line).unwrap();
+        }
+        log.close();
+        assert_eq!(log.append(b"late"), Err(AppendError::Full));
+        let data = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(data.len(), 300_006);
+        assert!(data.starts_with(b"start\n"));
+        assert!(data[6..].iter().all(|&b| b == b'a'));
+    }
+
+    #[test]
+    fn concurrent_appends_do_not_interleave() {
+        let (path, c) = temp("threads");
+        let log = std::sync::Arc::new(LogFile::new());
+        log.open(&c, b"").unwrap();
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let log = std::sync::Arc::clone(&log);
+                std::thread::spawn(move || {
+                    let mut line = vec![b'0' + t; 99];
+                    line.push(b'\n');
+                    for _ in 0..5_000 {
+                        log.append(&line).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        log.close();
+        let data = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let lines: Vec<&str> = data.lines().collect();
+        assert_eq!(lines.len(), 20_000);
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.len() == 99 && l.bytes().all(|b| b == l.as_bytes()[0]))
+        );
+    }
+}
