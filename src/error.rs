@@ -119,6 +119,14 @@ pub fn errno_name(errno: Errno) -> Option<&'static str> {
         .map(|(_, name, _)| *name)
 }
 
+/// The errno value of a name such as `"ENOSPC"`.
+pub fn errno_from_name(name: &str) -> Option<Errno> {
+    ERRNOS
+        .iter()
+        .find(|(_, n, _)| *n == name)
+        .map(|(value, _, _)| *value)
+}
+
 /// The C library's description of an errno value, for the ones shm calls
 /// and `stat` return.
 pub fn errno_text(errno: Errno) -> &'static str {

@@ -25,8 +25,8 @@ pub struct Options {
     pub policy: Policy,
     pub guard_pages: bool,
     pub stacks: bool,
-    /// The raw fault specification, validated.
-    pub fault: Option<String>,
+    /// Fault injection rules (`fault=`), in the order given.
+    pub fault: Vec<FaultRule>,
 }
 
 impl Default for Options {
@@ -39,13 +39,46 @@ impl Default for Options {
             policy: Policy::Audit,
             guard_pages: false,
             stacks: false,
-            fault: None,
+            fault: Vec::new(),
         }
     }
 }
 
-/// The calls that `fault=` may name.
-const CALLS: &[&str] = &["shmget", "shmat", "shmdt", "shmctl", "ftok"];
+/// The calls that `fault=` may name, indexed by [`CallKind`].
+pub const CALLS: [&str; 5] = ["shmget", "shmat", "shmdt", "shmctl", "ftok"];
+
+/// One of the five calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallKind {
+    Shmget = 0,
+    Shmat = 1,
+    Shmdt = 2,
+    Shmctl = 3,
+    Ftok = 4,
+}
+
+impl CallKind {
+    const ALL: [CallKind; 5] = [
+        Self::Shmget,
+        Self::Shmat,
+        Self::Shmdt,
+        Self::Shmctl,
+        Self::Ftok,
+    ];
+
+    /// The C name.
+    pub fn name(self) -> &'static str {
+        CALLS[self as usize]
+    }
+}
+
+/// `CALL@N=ERRNO`: the Nth call of CALL in a process fails with ERRNO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultRule {
+    pub call: CallKind,
+    pub nth: u64,
+    pub errno: i32,
+}
 
 /// Parses an options string. Unknown keys and bad values are skipped, each
 /// with one warning sentence.
@@ -93,8 +126,8 @@ pub fn parse(text: &[u8]) -> (Options, Vec<String>) {
                 Some(v) => options.stacks = v,
                 None => warnings.push(bad("expected 0 or 1")),
             },
-            "fault" => match check_fault(value) {
-                Ok(()) => options.fault = Some(value.to_owned()),
+            "fault" => match parse_fault(value) {
+                Ok(rules) => options.fault = rules,
                 Err(why) => warnings.push(bad(&why)),
             },
             other => warnings.push(format!("unknown option '{}' (ignored)", shorten(other))),
@@ -111,26 +144,32 @@ fn flag(value: &str) -> Option<bool> {
     }
 }
 
-/// Validates `CALL@N=ERRNO[,CALL@N=ERRNO...]`.
-fn check_fault(spec: &str) -> Result<(), String> {
+/// Parses `CALL@N=ERRNO[,CALL@N=ERRNO...]`; one bad rule rejects the whole
+/// value (a half-applied fault plan would test the wrong thing).
+fn parse_fault(spec: &str) -> Result<Vec<FaultRule>, String> {
+    let mut rules = Vec::new();
     for rule in spec.split(',') {
-        let (call, rest) = rule
-            .split_once('@')
-            .ok_or_else(|| format!("'{rule}' is not CALL@N=ERRNO"))?;
-        let (n, errno) = rest
-            .split_once('=')
-            .ok_or_else(|| format!("'{rule}' is not CALL@N=ERRNO"))?;
-        if !CALLS.contains(&call) {
-            return Err(format!("unknown call '{call}'"));
-        }
-        if !matches!(n.parse::<u64>(), Ok(1..)) {
-            return Err(format!("'{n}' is not a call number (1, 2, ...)"));
-        }
-        if !errno.starts_with('E') || errno.len() < 2 {
-            return Err(format!("'{errno}' is not an errno name"));
-        }
+        let form = || format!("'{}' is not CALL@N=ERRNO", shorten(rule));
+        let (call, rest) = rule.split_once('@').ok_or_else(form)?;
+        let (n, errno) = rest.split_once('=').ok_or_else(form)?;
+        let call = CallKind::ALL
+            .into_iter()
+            .find(|c| c.name() == call)
+            .ok_or_else(|| {
+                format!(
+                    "unknown call '{}' (shmget, shmat, shmdt, shmctl, ftok)",
+                    shorten(call)
+                )
+            })?;
+        let nth = match n.parse::<u64>() {
+            Ok(nth @ 1..) => nth,
+            _ => return Err(format!("'{}' is not a call number (1, 2, ...)", shorten(n))),
+        };
+        let errno = crate::error::errno_from_name(errno)
+            .ok_or_else(|| format!("'{}' is not an errno name such as ENOSPC", shorten(errno)))?;
+        rules.push(FaultRule { call, nth, errno });
     }
-    Ok(())
+    Ok(rules)
 }
 
 /// Keeps warnings about garbage input to one readable line.
@@ -164,7 +203,21 @@ mod tests {
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(o.policy, Policy::Strict);
         assert_eq!(o.exitcode, 23);
-        assert_eq!(o.fault.as_deref(), Some("shmget@2=ENOSPC,shmat@1=ENOMEM"));
+        assert_eq!(
+            o.fault,
+            vec![
+                FaultRule {
+                    call: CallKind::Shmget,
+                    nth: 2,
+                    errno: libc::ENOSPC
+                },
+                FaultRule {
+                    call: CallKind::Shmat,
+                    nth: 1,
+                    errno: libc::ENOMEM
+                },
+            ]
+        );
     }
 
     #[test]
@@ -199,7 +252,7 @@ mod tests {
         ] {
             let (o, w) = parse(format!("fault={spec}").as_bytes());
             assert_eq!(w.len(), 1, "{spec}: {w:?}");
-            assert_eq!(o.fault, None);
+            assert!(o.fault.is_empty());
         }
     }
 

@@ -61,6 +61,9 @@ fn init_slow() {
                 if options.log_path.is_some() {
                     crate::audit::enable();
                 }
+                if !options.fault.is_empty() {
+                    crate::fault::arm();
+                }
                 let _ = OPTIONS.set(options);
             });
             sys::register_atfork(fork_prepare, fork_parent, fork_child);
@@ -224,6 +227,7 @@ extern "C" fn fork_child() {
     PPID.store(PID.load(Ordering::Relaxed), Ordering::Relaxed);
     PID.store(sys::getpid(), Ordering::Relaxed);
     let _ = TID.try_with(|t| t.set(0));
+    crate::fault::reset_after_fork();
     crate::audit::fork_child();
 }
 

@@ -13,7 +13,9 @@ use crate::audit::{self, Addr, Call, Extra, Ret};
 use crate::diagnose::{self, Key, Live};
 use crate::error::{ErrnoName, Error, Sentence};
 use crate::fail_open;
+use crate::fault;
 use crate::leak::{self, Finding, SegmentState};
+use crate::options::CallKind;
 use crate::registry::{Attachment, Created, REGISTRY};
 use crate::runtime::{self, say};
 use crate::sys::{self, Errno, SHM_REMAP, UserPath};
@@ -81,6 +83,11 @@ pub fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, Error> {
         return sys::shmget(key, size, flags).map_err(bare);
     };
     let call = move || Call::Shmget { key, size, flags };
+    if let Some(errno) = fault::check(CallKind::Shmget) {
+        return Err(failed(call(), errno, || {
+            fault::explain(CallKind::Shmget, errno)
+        }));
+    }
     match get_or_create(key, size, flags) {
         (Ok(id), created) => {
             if created {
@@ -113,6 +120,11 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
         return sys::shmat(shmid, addr, flags).map_err(bare);
     };
     let call = move || Call::Shmat { shmid, addr, flags };
+    if let Some(errno) = fault::check(CallKind::Shmat) {
+        return Err(failed(call(), errno, || {
+            fault::explain(CallKind::Shmat, errno)
+        }));
+    }
     match sys::shmat(shmid, addr, flags) {
         Ok(at) => {
             let size = fail_open(0, || {
@@ -154,6 +166,11 @@ pub fn shmdt(addr: usize) -> Result<(), Error> {
         return sys::shmdt(addr).map_err(bare);
     };
     let call = move || Call::Shmdt { addr };
+    if let Some(errno) = fault::check(CallKind::Shmdt) {
+        return Err(failed(call(), errno, || {
+            fault::explain(CallKind::Shmdt, errno)
+        }));
+    }
     match sys::shmdt(addr) {
         Ok(()) => {
             let shmid = fail_open(None, || REGISTRY.detach(addr).map(|a| a.shmid));
@@ -199,6 +216,11 @@ pub fn shmctl(shmid: i32, cmd: i32, buf: usize) -> Result<i32, Error> {
         return sys::shmctl(shmid, cmd, buf).map_err(bare);
     };
     let call = move || Call::Shmctl { shmid, cmd, buf };
+    if let Some(errno) = fault::check(CallKind::Shmctl) {
+        return Err(failed(call(), errno, || {
+            fault::explain(CallKind::Shmctl, errno)
+        }));
+    }
     match sys::shmctl(shmid, cmd, buf) {
         Ok(ret) => {
             if cmd == libc::IPC_RMID {
@@ -232,6 +254,13 @@ pub fn ftok(path: UserPath, id: i32) -> Result<i32, Error> {
             .map_err(bare);
     };
     let mut buf = [0u8; 256];
+    if let Some(errno) = fault::check(CallKind::Ftok) {
+        // The path is shown only if the kernel could read it.
+        let shown = path.prefix(path.stat().err().unwrap_or(0), &mut buf);
+        return Err(failed(Call::Ftok { path: shown, id }, errno, || {
+            fault::explain(CallKind::Ftok, errno)
+        }));
+    }
     match path.stat() {
         Ok((ino, dev)) => {
             let key = ftok_key(ino, dev, id);
