@@ -49,7 +49,7 @@ pub enum Call<'a> {
 }
 
 impl Call<'_> {
-    fn name(&self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Call::Shmget { .. } => "shmget",
             Call::Shmat { .. } => "shmat",
@@ -304,6 +304,22 @@ pub fn call(call: &Call<'_>, outcome: Result<(Ret, Extra), (Errno, &Sentence)>) 
             )
         }
     };
+    if let Some(e) = e.finish() {
+        append(e.bytes());
+    }
+}
+
+/// Logs a policy finding.
+pub fn finding(rule: &str, call: &str, refused: bool, detail: &Sentence) {
+    if !enabled() || (!LOG.is_open() && !open()) {
+        return;
+    }
+    let mut e = Event::new("finding");
+    let _ = write!(
+        e,
+        ",\"rule\":\"{rule}\",\"call\":\"{call}\",\"refused\":{refused},\"detail\":{}",
+        Json(detail.as_str().as_bytes())
+    );
     if let Some(e) = e.finish() {
         append(e.bytes());
     }

@@ -26,6 +26,7 @@ pub mod leak;
 pub mod lock;
 pub mod logfile;
 pub mod options;
+pub mod policy;
 pub mod registry;
 pub mod runtime;
 pub mod shm;

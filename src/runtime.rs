@@ -8,7 +8,7 @@
 
 use core::cell::{Cell, RefCell};
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use crate::error::{SENTENCE_CAP, Sentence};
@@ -26,6 +26,8 @@ static PID: AtomicU32 = AtomicU32::new(0);
 static PPID: AtomicU32 = AtomicU32::new(0);
 /// `options().verbosity`, kept apart for the hot path.
 static VERBOSITY: AtomicU8 = AtomicU8::new(0);
+/// `policy=strict`, kept apart for the hot path.
+static STRICT: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// Set while this thread is inside shmguard (a signal handler calling
@@ -58,6 +60,10 @@ fn init_slow() {
                     say(format_args!("warning: SHMGUARD_OPTIONS: {w}"));
                 }
                 VERBOSITY.store(options.verbosity, Ordering::Relaxed);
+                STRICT.store(
+                    options.policy == crate::options::Policy::Strict,
+                    Ordering::Relaxed,
+                );
                 if options.log_path.is_some() {
                     crate::audit::enable();
                 }
@@ -90,6 +96,17 @@ pub fn options() -> &'static Options {
 /// The verbosity option, read on every call.
 pub fn verbosity() -> u8 {
     VERBOSITY.load(Ordering::Relaxed)
+}
+
+/// Whether `policy=strict` refuses calls.
+pub fn strict() -> bool {
+    STRICT.load(Ordering::Relaxed)
+}
+
+/// Whether the policy rules need to run: strict enforces them; audit only
+/// records, so it checks only when a log or stderr listens.
+pub fn policy_active() -> bool {
+    strict() || verbosity() >= 1 || crate::audit::enabled()
 }
 
 /// This process's pid, kept current across fork by the fork handler.

@@ -16,6 +16,7 @@ use crate::fail_open;
 use crate::fault;
 use crate::leak::{self, Finding, SegmentState};
 use crate::options::CallKind;
+use crate::policy;
 use crate::registry::{Attachment, Created, REGISTRY};
 use crate::runtime::{self, say};
 use crate::sys::{self, Errno, SHM_REMAP, UserPath};
@@ -42,6 +43,55 @@ fn failed(call: Call<'_>, errno: Errno, explain: impl FnOnce() -> Sentence) -> E
     }
     fail_open((), || audit::call(&call, Err((errno, &detail))));
     Error { errno, detail }
+}
+
+/// Applies a policy finding: recorded always (log, and stderr at verbosity
+/// 1); under `policy=strict` the call is refused with `EACCES`.
+fn judge(call: impl FnOnce() -> Call<'static>, finding: policy::Finding) -> Result<(), Error> {
+    let call = call();
+    let strict = runtime::strict();
+    fail_open((), || {
+        audit::finding(finding.rule.name(), call.name(), strict, &finding.detail)
+    });
+    if !strict {
+        if runtime::verbosity() >= 1 {
+            say(format_args!(
+                "policy: {}: {}",
+                finding.rule.name(),
+                finding.detail
+            ));
+        }
+        return Ok(());
+    }
+    Err(failed(call, libc::EACCES, || {
+        let mut s = Sentence::new();
+        let _ = fmt::Write::write_fmt(
+            &mut s,
+            format_args!(
+                "refused by policy=strict, rule {}: {}",
+                finding.rule.name(),
+                finding.detail
+            ),
+        );
+        s
+    }))
+}
+
+fn owner_of(ds: &sys::ShmidDs) -> policy::Owner {
+    policy::Owner {
+        uid: ds.shm_perm.uid,
+        gid: ds.shm_perm.gid,
+        cuid: ds.shm_perm.cuid,
+        mode: u32::from(ds.shm_perm.mode),
+    }
+}
+
+/// Fails the call if a `fault=` rule names it.
+fn injected(kind: CallKind, call: impl FnOnce() -> Call<'static>) -> Result<(), Error> {
+    match fault::check(kind) {
+        Some(errno) => Err(failed(call(), errno, || fault::explain(kind, errno))),
+        None => Ok(()),
+    }
 }
 
 fn bare(errno: Errno) -> Error {
@@ -83,13 +133,24 @@ pub fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, Error> {
         return sys::shmget(key, size, flags).map_err(bare);
     };
     let call = move || Call::Shmget { key, size, flags };
-    if let Some(errno) = fault::check(CallKind::Shmget) {
-        return Err(failed(call(), errno, || {
-            fault::explain(CallKind::Shmget, errno)
-        }));
+    injected(CallKind::Shmget, call)?;
+    let policed = runtime::policy_active();
+    if policed {
+        if let Some(finding) = fail_open(None, || policy::shmget_request(key, flags)) {
+            judge(call, finding)?;
+        }
     }
     match get_or_create(key, size, flags) {
         (Ok(id), created) => {
+            if policed && !created && key != libc::IPC_PRIVATE {
+                let euid = sys::euid_egid().0;
+                let owner = sys::shm_stat(id).ok().map(|ds| owner_of(&ds));
+                if let Some(finding) =
+                    fail_open(None, || policy::shmget_opened(key, id, owner, euid))
+                {
+                    judge(call, finding)?;
+                }
+            }
             if created {
                 fail_open((), || {
                     let segment = Created {
@@ -120,10 +181,11 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
         return sys::shmat(shmid, addr, flags).map_err(bare);
     };
     let call = move || Call::Shmat { shmid, addr, flags };
-    if let Some(errno) = fault::check(CallKind::Shmat) {
-        return Err(failed(call(), errno, || {
-            fault::explain(CallKind::Shmat, errno)
-        }));
+    injected(CallKind::Shmat, call)?;
+    if runtime::policy_active() {
+        if let Some(finding) = fail_open(None, || policy::shmat_request(shmid, flags)) {
+            judge(call, finding)?;
+        }
     }
     match sys::shmat(shmid, addr, flags) {
         Ok(at) => {
@@ -166,11 +228,7 @@ pub fn shmdt(addr: usize) -> Result<(), Error> {
         return sys::shmdt(addr).map_err(bare);
     };
     let call = move || Call::Shmdt { addr };
-    if let Some(errno) = fault::check(CallKind::Shmdt) {
-        return Err(failed(call(), errno, || {
-            fault::explain(CallKind::Shmdt, errno)
-        }));
-    }
+    injected(CallKind::Shmdt, call)?;
     match sys::shmdt(addr) {
         Ok(()) => {
             let shmid = fail_open(None, || REGISTRY.detach(addr).map(|a| a.shmid));
@@ -216,10 +274,17 @@ pub fn shmctl(shmid: i32, cmd: i32, buf: usize) -> Result<i32, Error> {
         return sys::shmctl(shmid, cmd, buf).map_err(bare);
     };
     let call = move || Call::Shmctl { shmid, cmd, buf };
-    if let Some(errno) = fault::check(CallKind::Shmctl) {
-        return Err(failed(call(), errno, || {
-            fault::explain(CallKind::Shmctl, errno)
-        }));
+    injected(CallKind::Shmctl, call)?;
+    if cmd == libc::IPC_SET && runtime::policy_active() {
+        // Only a readable buffer and a segment we can stat are judged; the
+        // kernel rejects the others itself.
+        if let (Some(new), Ok(now)) = (sys::peek_shmid_ds(buf), sys::shm_stat(shmid)) {
+            if let Some(finding) = fail_open(None, || {
+                policy::ipc_set(shmid, owner_of(&now), owner_of(&new))
+            }) {
+                judge(call, finding)?;
+            }
+        }
     }
     match sys::shmctl(shmid, cmd, buf) {
         Ok(ret) => {

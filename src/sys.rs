@@ -354,3 +354,29 @@ pub fn readlink<'a>(path: &core::ffi::CStr, buf: &'a mut [u8]) -> Option<&'a [u8
     let n = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     usize::try_from(n).ok().map(|n| &buf[..n])
 }
+
+/// Copies the caller's `struct shmid_ds` at `addr` without trusting it:
+/// `process_vm_readv` on ourselves fails with `EFAULT` instead of crashing,
+/// so a bad pointer is left for the kernel's own `shmctl` to reject.
+pub fn peek_shmid_ds(addr: usize) -> Option<ShmidDs> {
+    if addr == 0 {
+        return None;
+    }
+    // SAFETY: shmid_ds is plain old data; all-zero is valid.
+    let mut ds: ShmidDs = unsafe { core::mem::zeroed() };
+    let size = core::mem::size_of::<ShmidDs>();
+    let local = libc::iovec {
+        iov_base: (&mut ds as *mut ShmidDs).cast(),
+        iov_len: size,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut c_void,
+        iov_len: size,
+    };
+    let saved = errno();
+    // SAFETY: `local` describes our own writable `ds`; the kernel checks
+    // `remote` and fails instead of faulting.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    set_errno(saved);
+    (n == size as isize).then_some(ds)
+}
