@@ -310,7 +310,7 @@ pub fn call(call: &Call<'_>, outcome: Result<(Ret, Extra), (Errno, &Sentence)>) 
 }
 
 /// Logs a policy finding.
-pub fn finding(rule: &str, call: &str, refused: bool, detail: &Sentence) {
+pub fn finding(rule: &str, call: &str, refused: bool, detail: &Sentence, stack: &[String]) {
     if !enabled() || (!LOG.is_open() && !open()) {
         return;
     }
@@ -320,6 +320,7 @@ pub fn finding(rule: &str, call: &str, refused: bool, detail: &Sentence) {
         ",\"rule\":\"{rule}\",\"call\":\"{call}\",\"refused\":{refused},\"detail\":{}",
         Json(detail.as_str().as_bytes())
     );
+    let _ = write_stack(&mut e, stack);
     if let Some(e) = e.finish() {
         append(e.bytes());
     }
@@ -371,6 +372,7 @@ pub fn exit(findings: &[Finding]) {
             if let Finding::Note { others, .. } = *f {
                 write!(e, ",\"others\":{others}")?;
             }
+            write_stack(e, &crate::stacks::frames(crate::leak::stack_owner(f)))?;
             e.write_char('}')?;
         }
         e.write_char(']')
@@ -392,6 +394,23 @@ pub fn exit(findings: &[Finding]) {
         }
     }
     LOG.close();
+}
+
+/// `,"stack":[...]`, when there is a stack.
+fn write_stack(e: &mut Event, stack: &[String]) -> fmt::Result {
+    if stack.is_empty() {
+        return Ok(());
+    }
+    e.write_str(",\"stack\":[")?;
+    for (i, frame) in stack.iter().enumerate() {
+        write!(
+            e,
+            "{}{}",
+            if i > 0 { "," } else { "" },
+            Json(frame.as_bytes())
+        )?;
+    }
+    e.write_char(']')
 }
 
 fn append(bytes: &[u8]) {

@@ -186,10 +186,25 @@ pub fn leak_count(findings: &[Finding]) -> usize {
     findings.iter().filter(|f| f.is_leak()).count()
 }
 
+/// Where a finding's record was made: the key of its call stack.
+pub fn stack_owner(f: &Finding) -> crate::stacks::Owner {
+    match *f {
+        Finding::Segment { shmid, .. } | Finding::Note { shmid, .. } => {
+            crate::stacks::Owner::Segment(shmid)
+        }
+        Finding::Attachment { addr, .. } => crate::stacks::Owner::Attachment(addr),
+    }
+}
+
 /// Writes the report lines for `findings` through `emit`, ending with the
 /// SUMMARY line. `lost` is the number of records the registry could not
-/// keep (out of memory).
-pub fn report(findings: &[Finding], lost: usize, mut emit: impl FnMut(Line)) {
+/// keep (out of memory); `stack` gives a finding's call stack (`stacks=1`).
+pub fn report(
+    findings: &[Finding],
+    lost: usize,
+    stack: impl Fn(&Finding) -> Vec<String>,
+    mut emit: impl FnMut(Line),
+) {
     for f in findings {
         let mut line = Line::new();
         let _ = match *f {
@@ -226,6 +241,11 @@ pub fn report(findings: &[Finding], lost: usize, mut emit: impl FnMut(Line)) {
             ),
         };
         emit(line);
+        for frame in stack(f) {
+            let mut line = Line::new();
+            let _ = write!(line, "    at {frame}");
+            emit(line);
+        }
     }
     if lost > 0 {
         let mut line = Line::new();
@@ -415,17 +435,28 @@ mod tests {
             },
         ];
         let mut lines = Vec::new();
-        report(&f, 0, |l| {
-            let mut v = Vec::new();
-            let (r, w) = std::os::unix::net::UnixStream::pair().unwrap();
-            use std::os::fd::AsRawFd;
-            l.write_to(w.as_raw_fd()).unwrap();
-            drop(w);
-            use std::io::Read;
-            (&r).read_to_end(&mut v).unwrap();
-            lines.push(String::from_utf8(v).unwrap());
-        });
-        assert_eq!(lines.len(), 3);
+        report(
+            &f,
+            0,
+            |_| vec!["make_table (./t.c:3:1)".to_owned()],
+            |l| {
+                let mut v = Vec::new();
+                let (r, w) = std::os::unix::net::UnixStream::pair().unwrap();
+                use std::os::fd::AsRawFd;
+                l.write_to(w.as_raw_fd()).unwrap();
+                drop(w);
+                use std::io::Read;
+                (&r).read_to_end(&mut v).unwrap();
+                lines.push(String::from_utf8(v).unwrap());
+            },
+        );
+        assert_eq!(lines.len(), 5);
+        assert!(
+            lines[1].ends_with("shmguard:     at make_table (./t.c:3:1)\n"),
+            "{}",
+            lines[1]
+        );
+        lines.retain(|l| !l.contains("    at "));
         let prefix = format!("=={}== shmguard: ", crate::runtime::pid());
         assert!(
             lines

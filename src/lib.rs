@@ -30,6 +30,7 @@ pub mod policy;
 pub mod registry;
 pub mod runtime;
 pub mod shm;
+pub mod stacks;
 pub mod sys;
 
 /// Runs `f`, returning `fallback` if it panics: bookkeeping must never

@@ -67,6 +67,9 @@ fn init_slow() {
                 if options.log_path.is_some() {
                     crate::audit::enable();
                 }
+                if options.stacks {
+                    crate::stacks::enable();
+                }
                 if !options.fault.is_empty() {
                     crate::fault::arm();
                 }
@@ -231,16 +234,19 @@ pub fn say(args: fmt::Arguments<'_>) {
 
 extern "C" fn fork_prepare() {
     crate::audit::fork_prepare();
+    crate::stacks::lock_for_fork();
     REGISTRY.lock_all_for_fork();
 }
 
 extern "C" fn fork_parent() {
     REGISTRY.unlock_all_in_parent();
+    crate::stacks::unlock_in_parent();
     crate::audit::fork_parent();
 }
 
 extern "C" fn fork_child() {
     REGISTRY.unlock_all_in_child();
+    crate::stacks::unlock_in_child();
     PPID.store(PID.load(Ordering::Relaxed), Ordering::Relaxed);
     PID.store(sys::getpid(), Ordering::Relaxed);
     let _ = TID.try_with(|t| t.set(0));

@@ -19,6 +19,7 @@ use crate::options::CallKind;
 use crate::policy;
 use crate::registry::{Attachment, Created, REGISTRY};
 use crate::runtime::{self, say};
+use crate::stacks;
 use crate::sys::{self, Errno, SHM_REMAP, UserPath};
 
 /// Traces (verbosity 2) and logs a successful call. `call` is built only
@@ -50,8 +51,15 @@ fn failed(call: Call<'_>, errno: Errno, explain: impl FnOnce() -> Sentence) -> E
 fn judge(call: impl FnOnce() -> Call<'static>, finding: policy::Finding) -> Result<(), Error> {
     let call = call();
     let strict = runtime::strict();
+    let stack = fail_open(Vec::new(), stacks::here);
     fail_open((), || {
-        audit::finding(finding.rule.name(), call.name(), strict, &finding.detail)
+        audit::finding(
+            finding.rule.name(),
+            call.name(),
+            strict,
+            &finding.detail,
+            &stack,
+        )
     });
     if !strict {
         if runtime::verbosity() >= 1 {
@@ -60,6 +68,9 @@ fn judge(call: impl FnOnce() -> Call<'static>, finding: policy::Finding) -> Resu
                 finding.rule.name(),
                 finding.detail
             ));
+            for frame in &stack {
+                say(format_args!("    at {frame}"));
+            }
         }
         return Ok(());
     }
@@ -160,6 +171,7 @@ pub fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, Error> {
                         pid: runtime::pid(),
                     };
                     REGISTRY.created(id, segment);
+                    stacks::record(stacks::Owner::Segment(id));
                 });
             }
             let extra = Extra {
@@ -207,6 +219,7 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
                     size,
                 };
                 REGISTRY.attach(at, attachment);
+                stacks::record(stacks::Owner::Attachment(at));
                 size
             });
             let extra = Extra {
@@ -231,7 +244,10 @@ pub fn shmdt(addr: usize) -> Result<(), Error> {
     injected(CallKind::Shmdt, call)?;
     match sys::shmdt(addr) {
         Ok(()) => {
-            let shmid = fail_open(None, || REGISTRY.detach(addr).map(|a| a.shmid));
+            let shmid = fail_open(None, || {
+                stacks::forget(stacks::Owner::Attachment(addr));
+                REGISTRY.detach(addr).map(|a| a.shmid)
+            });
             let extra = Extra {
                 shmid,
                 ..Extra::default()
@@ -289,7 +305,10 @@ pub fn shmctl(shmid: i32, cmd: i32, buf: usize) -> Result<i32, Error> {
     match sys::shmctl(shmid, cmd, buf) {
         Ok(ret) => {
             if cmd == libc::IPC_RMID {
-                fail_open((), || REGISTRY.marked(shmid));
+                fail_open((), || {
+                    REGISTRY.marked(shmid);
+                    stacks::forget(stacks::Owner::Segment(shmid));
+                });
             }
             fail_open((), || {
                 succeeded(call, Ret::Int(ret.into()), Extra::default())
@@ -462,9 +481,14 @@ pub fn findings() -> Vec<Finding> {
 /// Writes the leak report to `fd`; returns the number of leaks.
 pub fn write_report(fd: i32, findings: &[Finding]) -> usize {
     fail_open((), || {
-        leak::report(findings, REGISTRY.lost(), |line| {
-            let _ = line.write_to(fd);
-        });
+        leak::report(
+            findings,
+            REGISTRY.lost(),
+            |f| stacks::frames(leak::stack_owner(f)),
+            |line| {
+                let _ = line.write_to(fd);
+            },
+        );
     });
     leak::leak_count(findings)
 }

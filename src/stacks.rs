@@ -1,0 +1,177 @@
+//! Call stacks for leaks and findings (`stacks=1`).
+//!
+//! A stack is captured when a segment is created or attached, and
+//! symbolized only if it is reported: capturing costs an unwind, resolving
+//! costs a DWARF lookup, and most records are removed long before exit.
+//! std's backtrace resolves frames of every loaded object, so C functions
+//! show with file:line when the program has debug info.
+#![forbid(unsafe_code)]
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::backtrace::Backtrace;
+use std::collections::HashMap;
+
+use crate::lock::Locked;
+
+/// What a stack belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Owner {
+    Segment(i32),
+    Attachment(usize),
+}
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static STACKS: Locked<Option<HashMap<Owner, Backtrace>>> = Locked::new(None);
+
+/// At most this many frames are shown per stack.
+pub const MAX_FRAMES: usize = 16;
+
+/// Turns capture on (from start-up, when `stacks=1`).
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// Whether stacks are captured.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Captures the current stack for `owner`.
+pub fn record(owner: Owner) {
+    if !enabled() {
+        return;
+    }
+    let trace = Backtrace::force_capture();
+    let mut map = STACKS.lock();
+    let map = map.get_or_insert_with(HashMap::new);
+    if map.try_reserve(1).is_ok() {
+        map.insert(owner, trace);
+    }
+}
+
+/// A stack for an event that is not stored (a policy finding): its
+/// resolved frames, now.
+pub fn here() -> Vec<String> {
+    if !enabled() {
+        return Vec::new();
+    }
+    caller_frames(&Backtrace::force_capture().to_string())
+}
+
+/// Drops the stack of `owner` (detached, or marked with IPC_RMID).
+pub fn forget(owner: Owner) {
+    if !enabled() {
+        return;
+    }
+    if let Some(map) = STACKS.lock().as_mut() {
+        map.remove(&owner);
+    }
+}
+
+/// The resolved frames of `owner`'s stack, the caller's first.
+pub fn frames(owner: Owner) -> Vec<String> {
+    if !enabled() {
+        return Vec::new();
+    }
+    let text = match STACKS.lock().as_ref().and_then(|m| m.get(&owner)) {
+        Some(trace) => trace.to_string(),
+        None => return Vec::new(),
+    };
+    caller_frames(&text)
+}
+
+/// The names that mark where the caller's code ends and shmguard begins.
+const ENTRY_POINTS: &[&str] = &[
+    "shmget",
+    "shmat",
+    "shmdt",
+    "shmctl",
+    "ftok",
+    "shmguard_shmget",
+    "shmguard_shmat",
+    "shmguard_shmdt",
+    "shmguard_shmctl",
+    "shmguard_ftok",
+];
+
+/// Turns std's rendering of a backtrace into `function (file:line)` lines,
+/// starting at the frame that called into shmguard and stopping at libc's
+/// start-up code.
+pub fn caller_frames(text: &str) -> Vec<String> {
+    // std prints "  N: symbol" lines, each maybe followed by "at file:line".
+    let mut frames: Vec<(String, Option<String>)> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(at) = line.strip_prefix("at ") {
+            if let Some(last) = frames.last_mut() {
+                last.1.get_or_insert_with(|| at.to_owned());
+            }
+        } else if let Some((index, symbol)) = line.split_once(": ") {
+            if index.chars().all(|c| c.is_ascii_digit()) {
+                frames.push((symbol.to_owned(), None));
+            }
+        }
+    }
+    let first_caller = frames
+        .iter()
+        .rposition(|(symbol, _)| {
+            ENTRY_POINTS.contains(&symbol.as_str()) || symbol.starts_with("shmguard::")
+        })
+        .map_or(0, |i| i + 1);
+    frames
+        .into_iter()
+        .skip(first_caller)
+        .take_while(|(symbol, _)| !symbol.starts_with("__libc_start") && symbol != "_start")
+        .take(MAX_FRAMES)
+        .map(|(symbol, at)| match at {
+            Some(at) => format!("{symbol} ({at})"),
+            None => symbol,
+        })
+        .collect()
+}
+
+/// Fork `prepare`.
+pub fn lock_for_fork() {
+    STACKS.lock_for_fork();
+}
+
+/// Fork `parent`.
+pub fn unlock_in_parent() {
+    STACKS.unlock_after_fork_parent();
+}
+
+/// Fork `child`.
+pub fn unlock_in_child() {
+    STACKS.unlock_after_fork_child();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_callers_frames_only() {
+        let text = "   0: std::backtrace::Backtrace::force_capture\n\
+                    \x20            at /rustc/library/std/src/backtrace.rs:312:9\n\
+                    \x20  1: shmguard::stacks::record\n\
+                    \x20  2: shmguard_shmget\n\
+                    \x20            at /work/src/ffi.rs:40:5\n\
+                    \x20  3: shmget\n\
+                    \x20  4: make_table\n\
+                    \x20            at ./server.c:12:14\n\
+                    \x20  5: main\n\
+                    \x20            at ./server.c:30:5\n\
+                    \x20  6: __libc_start_call_main\n\
+                    \x20  7: _start\n";
+        assert_eq!(
+            caller_frames(text),
+            vec!["make_table (./server.c:12:14)", "main (./server.c:30:5)"]
+        );
+    }
+
+    #[test]
+    fn a_trace_without_entry_points_is_kept_whole() {
+        let text = "   0: f\n   1: g\n";
+        assert_eq!(caller_frames(text), vec!["f", "g"]);
+    }
+}
