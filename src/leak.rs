@@ -327,6 +327,7 @@ mod tests {
             pid,
             readonly: false,
             size: 0,
+            guarded: false,
         }
     }
 

@@ -22,6 +22,7 @@ pub mod diagnose;
 pub mod error;
 pub mod fault;
 pub mod ffi;
+pub mod guard;
 pub mod leak;
 pub mod lock;
 pub mod logfile;

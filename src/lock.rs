@@ -43,6 +43,14 @@ impl<T> Locked<T> {
         Guard { lock: self }
     }
 
+    /// Locks if free, without waiting.
+    pub fn try_lock(&self) -> Option<Guard<'_, T>> {
+        self.state
+            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            .then_some(Guard { lock: self })
+    }
+
     fn acquire(&self) {
         if self
             .state

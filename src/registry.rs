@@ -25,6 +25,8 @@ pub struct Attachment {
     pub readonly: bool,
     /// `shm_segsz`, or 0 while not yet known (fetched on first need).
     pub size: usize,
+    /// Guard pages surround it (`guard_pages=1`); `size` is then known.
+    pub guarded: bool,
 }
 
 /// A segment this process created.
@@ -149,6 +151,18 @@ impl Registry {
         }
     }
 
+    /// Like [`Registry::for_each_attachment`], but skips shards whose lock
+    /// is held: for a signal handler, which must never wait.
+    pub fn try_for_each_attachment(&self, mut f: impl FnMut(usize, &Attachment)) {
+        for shard in &self.shards {
+            if let Some(map) = shard.try_lock() {
+                for (&addr, a) in map.iter() {
+                    f(addr, a);
+                }
+            }
+        }
+    }
+
     /// Records a segment this process created.
     pub fn created(&self, shmid: i32, segment: Created) {
         let mut map = self.created.lock();
@@ -213,6 +227,7 @@ mod tests {
             pid: 1,
             readonly: false,
             size: 0,
+            guarded: false,
         }
     }
 

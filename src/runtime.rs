@@ -67,6 +67,9 @@ fn init_slow() {
                 if options.log_path.is_some() {
                     crate::audit::enable();
                 }
+                if options.guard_pages {
+                    crate::guard::enable();
+                }
                 if options.stacks {
                     crate::stacks::enable();
                 }

@@ -14,6 +14,7 @@ use crate::diagnose::{self, Key, Live};
 use crate::error::{ErrnoName, Error, Sentence};
 use crate::fail_open;
 use crate::fault;
+use crate::guard;
 use crate::leak::{self, Finding, SegmentState};
 use crate::options::CallKind;
 use crate::policy;
@@ -199,10 +200,20 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
             judge(call, finding)?;
         }
     }
-    match sys::shmat(shmid, addr, flags) {
+    // With guard_pages=1 the kernel-chosen address moves inside a guarded
+    // range; any trouble there falls back to the plain call.
+    let guarded = match guard::applies(addr, flags) {
+        true => fail_open(None, || guard::attach(shmid, flags)),
+        false => None,
+    };
+    let result = match guarded {
+        Some((at, _)) => Ok(at),
+        None => sys::shmat(shmid, addr, flags),
+    };
+    match result {
         Ok(at) => {
             let size = fail_open(0, || {
-                let mut size = 0;
+                let mut size = guarded.map_or(0, |(_, size)| size);
                 if flags & SHM_REMAP != 0 {
                     // The new mapping replaced whatever was in its range.
                     if let Ok(ds) = sys::shm_stat(shmid) {
@@ -217,6 +228,7 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
                     pid: runtime::pid(),
                     readonly: flags & libc::SHM_RDONLY != 0,
                     size,
+                    guarded: guarded.is_some(),
                 };
                 REGISTRY.attach(at, attachment);
                 stacks::record(stacks::Owner::Attachment(at));
@@ -246,7 +258,11 @@ pub fn shmdt(addr: usize) -> Result<(), Error> {
         Ok(()) => {
             let shmid = fail_open(None, || {
                 stacks::forget(stacks::Owner::Attachment(addr));
-                REGISTRY.detach(addr).map(|a| a.shmid)
+                let a = REGISTRY.detach(addr)?;
+                if a.guarded {
+                    guard::detached(addr, a.size);
+                }
+                Some(a.shmid)
             });
             let extra = Extra {
                 shmid,

@@ -380,3 +380,68 @@ pub fn peek_shmid_ds(addr: usize) -> Option<ShmidDs> {
     set_errno(saved);
     (n == size as isize).then_some(ds)
 }
+
+/// Reserves `len` bytes of address space with no access (guard pages).
+pub fn reserve(len: usize) -> Result<usize, Errno> {
+    // SAFETY: a new anonymous mapping at an address the kernel chooses
+    // replaces nothing.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        Ok(p as usize)
+    }
+}
+
+/// Unmaps `[addr, addr + len)`, which must be a guard range shmguard made.
+pub fn release(addr: usize, len: usize) {
+    // SAFETY: callers pass only ranges they reserved with `reserve` and
+    // that hold no attachment (see guard.rs).
+    unsafe { libc::munmap(addr as *mut c_void, len) };
+}
+
+/// The previous SIGSEGV disposition, saved when ours was installed.
+static PREVIOUS_SEGV: std::sync::OnceLock<libc::sigaction> = std::sync::OnceLock::new();
+
+/// Installs `on_fault` as the SIGSEGV handler (guard pages). It receives
+/// the faulting address; whatever it returns, the previous disposition is
+/// restored and the fault repeats, so the program dies (or its own handler
+/// runs) as it would have without shmguard.
+pub fn install_segv_handler(on_fault: fn(usize)) {
+    static ON_FAULT: std::sync::OnceLock<fn(usize)> = std::sync::OnceLock::new();
+    extern "C" fn handler(_sig: c_int, info: *mut libc::siginfo_t, _ctx: *mut c_void) {
+        // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        if let Some(f) = ON_FAULT.get() {
+            f(addr);
+        }
+        if let Some(prev) = PREVIOUS_SEGV.get() {
+            // SAFETY: restores the disposition saved at installation.
+            unsafe { libc::sigaction(libc::SIGSEGV, prev, core::ptr::null_mut()) };
+        }
+    }
+    if ON_FAULT.set(on_fault).is_err() {
+        return;
+    }
+    // SAFETY: sigaction is plain old data; all-zero is a valid start.
+    let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
+    action.sa_sigaction = handler as *const () as usize;
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
+    // SAFETY: as above.
+    let mut previous: libc::sigaction = unsafe { core::mem::zeroed() };
+    // SAFETY: both structs are valid; the handler only reads siginfo,
+    // formats into stack buffers, writes to stderr and calls sigaction,
+    // all async-signal-safe.
+    if unsafe { libc::sigaction(libc::SIGSEGV, &action, &mut previous) } == 0 {
+        let _ = PREVIOUS_SEGV.set(previous);
+    }
+}

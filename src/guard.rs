@@ -1,0 +1,97 @@
+//! Guard pages (`guard_pages=1`): a no-access page on each side of every
+//! attachment whose address the kernel chooses, so an overrun or underrun
+//! faults at once instead of corrupting a neighbour.
+//!
+//! The range is reserved whole (`PROT_NONE`), then the segment is attached
+//! into its middle with `SHM_REMAP`. Any failure falls back to the plain
+//! call, so results and errno stay the kernel's. `shmdt` releases the
+//! guards, leaving /proc/self/maps as it was.
+#![forbid(unsafe_code)]
+
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::registry::REGISTRY;
+use crate::runtime::Line;
+use crate::sys::{self, SHM_REMAP};
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns guard pages on (from start-up, when `guard_pages=1`).
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+    sys::install_segv_handler(on_fault);
+}
+
+/// Whether `shmat(shmid, addr, flags)` gets guard pages: only where the
+/// kernel would choose the address.
+pub fn applies(addr: usize, flags: i32) -> bool {
+    ENABLED.load(Ordering::Relaxed) && addr == 0 && flags & SHM_REMAP == 0
+}
+
+/// Attaches with a guard page on each side: the address and the segment's
+/// size, or `None` to fall back to the plain call.
+pub fn attach(shmid: i32, flags: i32) -> Option<(usize, usize)> {
+    let size = sys::shm_stat(shmid).ok()?.shm_segsz;
+    let page = sys::page_size();
+    let span = size.div_ceil(page).checked_mul(page)?;
+    let total = span.checked_add(2 * page)?;
+    let base = sys::reserve(total).ok()?;
+    match sys::shmat(shmid, base + page, flags | SHM_REMAP) {
+        Ok(at) => {
+            debug_assert_eq!(at, base + page);
+            Some((at, size))
+        }
+        Err(_) => {
+            sys::release(base, total);
+            None
+        }
+    }
+}
+
+/// After `shmdt` of a guarded attachment at `addr` of `size` bytes:
+/// release the two guard pages.
+pub fn detached(addr: usize, size: usize) {
+    let page = sys::page_size();
+    sys::release(addr - page, page);
+    sys::release(addr + size.div_ceil(page) * page, page);
+}
+
+/// The SIGSEGV hook: if `fault` lies in a guard page, name the segment.
+/// Runs in a signal handler: no allocation, no blocking lock.
+fn on_fault(fault: usize) {
+    let page = sys::page_size();
+    let mut hit = None;
+    REGISTRY.try_for_each_attachment(|addr, a| {
+        if !a.guarded {
+            return;
+        }
+        let end = addr + a.size.div_ceil(page) * page;
+        if (addr - page..addr).contains(&fault) || (end..end + page).contains(&fault) {
+            hit = Some((addr, *a));
+        }
+    });
+    let Some((addr, a)) = hit else { return };
+    let mut line = Line::new();
+    let _ = if fault < addr {
+        write!(
+            line,
+            "guard page hit: access at {fault:#x} is {} bytes before",
+            addr - fault
+        )
+    } else {
+        write!(
+            line,
+            "guard page hit: access at {fault:#x} is {} bytes past the end of",
+            fault - (addr + a.size)
+        )
+    };
+    let _ = write!(
+        line,
+        " the attachment of shmid={} (size {}) at {addr:#x} (offset {})",
+        a.shmid,
+        a.size,
+        fault as isize - addr as isize
+    );
+    let _ = line.write_to(2);
+}
