@@ -272,6 +272,7 @@ pub fn report(
         .sum();
     let mut line = Line::new();
     let leaks = segments + attachments;
+    let notes = findings.len() - leaks;
     let _ = if leaks == 0 {
         write!(line, "SUMMARY: no leaks")
     } else {
@@ -283,6 +284,9 @@ pub fn report(
             plural(attachments)
         )
     };
+    if notes > 0 {
+        let _ = write!(line, "; {notes} note{}", plural(notes));
+    }
     emit(line);
 }
 

@@ -1,0 +1,653 @@
+/*
+ * check.h: shared helpers of shmguard's C test programs (header-only).
+ *
+ * Every program calls ck_init() first and returns ck_finish() from main.
+ *
+ * - Trace: one stdout line per case, "case NAME: RESULT", where RESULT is
+ *   "ok" (plus normalised values) or "fail ERRNONAME". The runner requires
+ *   the trace to be identical in the plain, linked and preloaded modes.
+ * - Self-check: FAIL()/CHECK() report "FAIL: file:line: what" on stderr and
+ *   count; ck_finish() makes the program exit 1 if anything failed. Each case
+ *   compares the libc name (shmguard in the linked and preloaded modes) with
+ *   the raw system call, or with a number computed independently.
+ * - Cleanup: SysV segments outlive processes, so every shmid a program
+ *   creates is recorded and removed with the raw IPC_RMID at exit and from
+ *   the fatal-signal handlers, only in the process that owns the registry:
+ *   a forked child (which ends with _exit, or with exit() where a test needs
+ *   it) never cleans up for its parent.
+ * - Mode: with SHMGUARD_EXPECT=1 the libc names must resolve to
+ *   libshmguard; without it they must not.
+ */
+#ifndef SHMGUARD_CHECK_H
+#define SHMGUARD_CHECK_H
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The extension API: the generated header once it exists, else our own
+ * prototypes (only programs that define SHMGUARD_EXT need them). */
+#if defined(__has_include)
+#if __has_include("shmguard.h")
+#include "shmguard.h"
+#define CK_HAVE_SHMGUARD_H 1
+#endif
+#endif
+#if defined(SHMGUARD_EXT) && !defined(CK_HAVE_SHMGUARD_H)
+const char *shmguard_last_error(void);
+ssize_t shmguard_attachment_size(const void *addr);
+int shmguard_copy_to(void *shmaddr, size_t off, const void *src, size_t len);
+int shmguard_copy_from(const void *shmaddr, size_t off, void *dst, size_t len);
+size_t shmguard_leak_count(void);
+int shmguard_leak_report(int fd);
+const char *shmguard_version(void);
+int shmguard_shmget(key_t key, size_t size, int shmflg);
+void *shmguard_shmat(int shmid, const void *shmaddr, int shmflg);
+int shmguard_shmdt(const void *shmaddr);
+int shmguard_shmctl(int shmid, int cmd, struct shmid_ds *buf);
+key_t shmguard_ftok(const char *pathname, int proj_id);
+#endif
+
+#define CK_UNUSED __attribute__((unused))
+
+/* ---------------------------------------------------------------- failures */
+
+static int ck_failures;
+static int ck_cases;
+
+static CK_UNUSED __attribute__((format(printf, 3, 4))) void
+ck_fail(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "FAIL: %s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    __atomic_add_fetch(&ck_failures, 1, __ATOMIC_SEQ_CST);
+}
+
+#define FAIL(...) ck_fail(__FILE__, __LINE__, __VA_ARGS__)
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            FAIL("check failed: %s", #cond);                                   \
+    } while (0)
+#define CHECK_EQ(a, b)                                                         \
+    do {                                                                       \
+        long long ck_a_ = (long long)(a), ck_b_ = (long long)(b);              \
+        if (ck_a_ != ck_b_)                                                    \
+            FAIL("%s == %s: %lld != %lld", #a, #b, ck_a_, ck_b_);              \
+    } while (0)
+
+/* ------------------------------------------------------------ errno names */
+
+static CK_UNUSED const char *
+ck_errname(int e)
+{
+    static __thread char bufs[4][24];
+    static __thread unsigned next;
+    char *buf = bufs[next++ % 4];
+    switch (e) {
+    case 0: return "0";
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case ESRCH: return "ESRCH";
+    case EINTR: return "EINTR";
+    case EIO: return "EIO";
+    case E2BIG: return "E2BIG";
+    case EBADF: return "EBADF";
+    case ECHILD: return "ECHILD";
+    case EAGAIN: return "EAGAIN";
+    case ENOMEM: return "ENOMEM";
+    case EACCES: return "EACCES";
+    case EFAULT: return "EFAULT";
+    case EBUSY: return "EBUSY";
+    case EEXIST: return "EEXIST";
+    case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR";
+    case EINVAL: return "EINVAL";
+    case ENFILE: return "ENFILE";
+    case EMFILE: return "EMFILE";
+    case EFBIG: return "EFBIG";
+    case ENOSPC: return "ENOSPC";
+    case ERANGE: return "ERANGE";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case ENOSYS: return "ENOSYS";
+    case ELOOP: return "ELOOP";
+    case EIDRM: return "EIDRM";
+    case EOVERFLOW: return "EOVERFLOW";
+    default:
+        snprintf(buf, sizeof bufs[0], "E%d", e);
+        return buf;
+    }
+}
+
+/* ----------------------------------------------------------- raw syscalls */
+
+static CK_UNUSED int
+raw_shmget(key_t key, size_t size, int flg)
+{
+    return (int)syscall(SYS_shmget, key, size, flg);
+}
+
+static CK_UNUSED void *
+raw_shmat(int id, const void *addr, int flg)
+{
+    return (void *)syscall(SYS_shmat, id, addr, flg);
+}
+
+static CK_UNUSED int
+raw_shmdt(const void *addr)
+{
+    return (int)syscall(SYS_shmdt, addr);
+}
+
+static CK_UNUSED int
+raw_shmctl(int id, int cmd, void *buf)
+{
+    return (int)syscall(SYS_shmctl, id, cmd, buf);
+}
+
+/* ---------------------------------------------------------------- results */
+
+/* One call's outcome: its return value (pointers as integers, so that
+ * (void *)-1 is -1) and errno when it returned -1. */
+struct ck_res {
+    long ret;
+    int err;
+};
+
+static CK_UNUSED struct ck_res
+ck_res_of(long ret)
+{
+    struct ck_res r;
+    r.ret = ret;
+    r.err = ret == -1 ? errno : 0;
+    return r;
+}
+
+/* Evaluate EXPR with errno cleared and capture return value and errno. */
+#define RES(expr) (errno = 0, ck_res_of((long)(expr)))
+
+/* "ok" or "fail EXXX" into BUF. */
+static CK_UNUSED const char *
+ck_outcome_into(char *buf, size_t len, struct ck_res r)
+{
+    if (r.ret != -1)
+        snprintf(buf, len, "ok");
+    else
+        snprintf(buf, len, "fail %s", ck_errname(r.err));
+    return buf;
+}
+
+static CK_UNUSED const char *
+ck_outcome(struct ck_res r)
+{
+    static __thread char buf[40];
+    return ck_outcome_into(buf, sizeof buf, r);
+}
+
+/* The two outcomes must be of the same class, with the same errno. */
+static CK_UNUSED int
+ck_same(const char *file, int line, const char *name, struct ck_res lib,
+        struct ck_res raw)
+{
+    if ((lib.ret == -1) != (raw.ret == -1) || lib.err != raw.err) {
+        char a[40], b[40];
+        ck_fail(file, line, "%s: libc name gave %s (ret %ld), raw syscall %s (ret %ld)",
+                name, ck_outcome_into(a, sizeof a, lib), lib.ret,
+                ck_outcome_into(b, sizeof b, raw), raw.ret);
+        return 0;
+    }
+    return 1;
+}
+#define SAME(name, lib, raw) ck_same(__FILE__, __LINE__, name, lib, raw)
+
+/* The outcome must be success (want_err 0) or failure with want_err. */
+static CK_UNUSED int
+ck_want(const char *file, int line, const char *name, struct ck_res r, int want_err)
+{
+    int ok = want_err == 0 ? r.ret != -1 : (r.ret == -1 && r.err == want_err);
+    if (!ok) {
+        char want[40];
+        if (want_err == 0)
+            snprintf(want, sizeof want, "ok");
+        else
+            snprintf(want, sizeof want, "fail %s", ck_errname(want_err));
+        ck_fail(file, line, "%s: expected %s, got %s", name, want, ck_outcome(r));
+    }
+    return ok;
+}
+#define WANT(name, r, err) ck_want(__FILE__, __LINE__, name, r, err)
+
+/* --------------------------------------------------------------- the trace */
+
+static CK_UNUSED __attribute__((format(printf, 2, 3))) void
+tracef(const char *name, const char *fmt, ...)
+{
+    char line[512];
+    int n = snprintf(line, sizeof line, "case %s: ", name);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    va_end(ap);
+    printf("%s\n", line);
+    fflush(stdout);
+    __atomic_add_fetch(&ck_cases, 1, __ATOMIC_SEQ_CST);
+}
+
+/* "case NAME: ok" or "case NAME: fail EXXX". */
+static CK_UNUSED void
+trace(const char *name, struct ck_res r)
+{
+    tracef(name, "%s", ck_outcome(r));
+}
+
+/* "case NAME: ok EXTRA" on success, else "case NAME: fail EXXX". */
+static CK_UNUSED __attribute__((format(printf, 3, 4))) void
+trace_ok(const char *name, struct ck_res r, const char *fmt, ...)
+{
+    char extra[400];
+    va_list ap;
+    if (r.ret == -1) {
+        trace(name, r);
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(extra, sizeof extra, fmt, ap);
+    va_end(ap);
+    tracef(name, "ok %s", extra);
+}
+
+/* -------------------------------------------------------------- registry */
+
+#define CK_MAX_IDS 16384
+
+/* Slots hold id + 1 (0 = empty) so that shmid 0 can be recorded. */
+static int ck_ids[CK_MAX_IDS];
+static unsigned char ck_crash_only[CK_MAX_IDS];
+static int ck_nids;
+static pid_t ck_owner;
+static char ck_tmp_path[64];
+
+static CK_UNUSED void
+ck_track_mode(int id, int crash_only)
+{
+    if (id < 0)
+        return;
+    int slot = __atomic_fetch_add(&ck_nids, 1, __ATOMIC_SEQ_CST);
+    if (slot >= CK_MAX_IDS) {
+        FAIL("registry full: segment %d may leak", id);
+        return;
+    }
+    ck_crash_only[slot] = (unsigned char)crash_only;
+    __atomic_store_n(&ck_ids[slot], id + 1, __ATOMIC_SEQ_CST);
+}
+
+/* Remove ID at exit and on a fatal signal. */
+static CK_UNUSED void
+ck_track(int id)
+{
+    ck_track_mode(id, 0);
+}
+
+/* Remove ID only on a fatal signal (segments a program leaks on purpose). */
+static CK_UNUSED void
+ck_track_crash_only(int id)
+{
+    ck_track_mode(id, 1);
+}
+
+/* Async-signal-safe: raw syscalls only. */
+static void
+ck_remove_all(int at_exit)
+{
+    if ((pid_t)syscall(SYS_getpid) != ck_owner)
+        return;
+    int n = __atomic_load_n(&ck_nids, __ATOMIC_SEQ_CST);
+    if (n > CK_MAX_IDS)
+        n = CK_MAX_IDS;
+    for (int i = 0; i < n; i++) {
+        int v = __atomic_load_n(&ck_ids[i], __ATOMIC_SEQ_CST);
+        if (v == 0 || (at_exit && ck_crash_only[i]))
+            continue;
+        syscall(SYS_shmctl, v - 1, IPC_RMID, 0);
+    }
+    if (ck_tmp_path[0] != '\0')
+        unlink(ck_tmp_path);
+}
+
+static void
+ck_atexit(void)
+{
+    ck_remove_all(1);
+}
+
+static void
+ck_on_signal(int sig)
+{
+    int saved = errno;
+    if ((pid_t)syscall(SYS_getpid) == ck_owner) {
+        static const char msg[] = "FAIL: fatal signal, removing segments\n";
+        if (write(2, msg, sizeof msg - 1) < 0) {
+            /* nothing to do */
+        }
+        ck_remove_all(0);
+    }
+    signal(sig, SIG_DFL);
+    errno = saved;
+    raise(sig);
+}
+
+/* Wrappers that create and record. */
+static CK_UNUSED int
+ck_shmget(key_t key, size_t size, int flg)
+{
+    int id = shmget(key, size, flg);
+    if (id >= 0)
+        ck_track(id);
+    return id;
+}
+
+static CK_UNUSED int
+ck_raw_shmget(key_t key, size_t size, int flg)
+{
+    int id = raw_shmget(key, size, flg);
+    if (id >= 0)
+        ck_track(id);
+    return id;
+}
+
+/* A new private segment, made with the raw syscall: a fixture, not a case. */
+static CK_UNUSED int
+ck_fixture(size_t size, int mode)
+{
+    int id = ck_raw_shmget(IPC_PRIVATE, size, IPC_CREAT | mode);
+    if (id < 0) {
+        FAIL("fixture shmget(%zu): %s", size, ck_errname(errno));
+        exit(1);
+    }
+    return id;
+}
+
+/* A key nobody else uses: derived from our pid and a small number N < 64.
+ * Negative keys (bit 31) are keys like any other. */
+static CK_UNUSED key_t
+ck_key(unsigned n, int negative)
+{
+    uint32_t k = 0x40000000u | ((uint32_t)ck_owner << 6) | (n & 63u);
+    if (negative)
+        k |= 0x80000000u;
+    return (key_t)k;
+}
+
+/* A per-run temp file (unlinked at exit). */
+static CK_UNUSED const char *
+ck_tmpfile(void)
+{
+    if (ck_tmp_path[0] == '\0') {
+        char path[sizeof ck_tmp_path];
+        snprintf(path, sizeof path, "/tmp/shmguard-test-XXXXXX");
+        int fd = mkstemp(path);
+        if (fd < 0) {
+            FAIL("mkstemp: %s", ck_errname(errno));
+            exit(1);
+        }
+        close(fd);
+        memcpy(ck_tmp_path, path, sizeof path);
+    }
+    return ck_tmp_path;
+}
+
+/* --------------------------------------------------------------- helpers */
+
+/* An unsigned number from a /proc file such as /proc/sys/kernel/shmmax. */
+static CK_UNUSED unsigned long long
+ck_proc_ull(const char *path)
+{
+    unsigned long long v = 0;
+    FILE *f = fopen(path, "r");
+    if (f == NULL || fscanf(f, "%llu", &v) != 1)
+        FAIL("cannot read %s", path);
+    if (f != NULL)
+        fclose(f);
+    return v;
+}
+
+static CK_UNUSED int
+ck_stat(int id, struct shmid_ds *ds)
+{
+    memset(ds, 0, sizeof *ds);
+    return raw_shmctl(id, IPC_STAT, ds);
+}
+
+/* nattch by the raw syscall, -1 if the segment is gone. */
+static CK_UNUSED long
+ck_nattch(int id)
+{
+    struct shmid_ds ds;
+    if (ck_stat(id, &ds) != 0)
+        return -1;
+    return (long)ds.shm_nattch;
+}
+
+/* Compare the fields of two IPC_STAT results. */
+static CK_UNUSED int
+ck_same_ds(const char *file, int line, const char *name, const struct shmid_ds *a,
+           const struct shmid_ds *b)
+{
+#define CK_FIELD(f)                                                            \
+    if ((long long)a->f != (long long)b->f) {                                  \
+        ck_fail(file, line, "%s: field %s differs: %lld vs %lld", name, #f,    \
+                (long long)a->f, (long long)b->f);                             \
+        return 0;                                                              \
+    }
+    CK_FIELD(shm_perm.__key);
+    CK_FIELD(shm_perm.uid);
+    CK_FIELD(shm_perm.gid);
+    CK_FIELD(shm_perm.cuid);
+    CK_FIELD(shm_perm.cgid);
+    CK_FIELD(shm_perm.mode);
+    CK_FIELD(shm_perm.__seq);
+    CK_FIELD(shm_segsz);
+    CK_FIELD(shm_atime);
+    CK_FIELD(shm_dtime);
+    CK_FIELD(shm_ctime);
+    CK_FIELD(shm_cpid);
+    CK_FIELD(shm_lpid);
+    CK_FIELD(shm_nattch);
+#undef CK_FIELD
+    return 1;
+}
+#define SAME_DS(name, a, b) ck_same_ds(__FILE__, __LINE__, name, a, b)
+
+static CK_UNUSED void
+ck_flush_all(void)
+{
+    fflush(stdout);
+    fflush(stderr);
+}
+
+static CK_UNUSED pid_t
+ck_fork(void)
+{
+    ck_flush_all();
+    pid_t pid = fork();
+    if (pid < 0) {
+        FAIL("fork: %s", ck_errname(errno));
+        exit(1);
+    }
+    return pid;
+}
+
+/* Wait for PID up to TIMEOUT_MS; kill it on expiry. Returns the wait status
+ * or -1 on timeout. */
+static CK_UNUSED int
+ck_wait(pid_t pid, int timeout_ms)
+{
+    int status = 0;
+    for (int waited = 0;; waited += 2) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        if (r < 0 && errno != EINTR) {
+            FAIL("waitpid(%d): %s", (int)pid, ck_errname(errno));
+            return -1;
+        }
+        if (waited >= timeout_ms) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            FAIL("child %d did not finish in %d ms, killed", (int)pid, timeout_ms);
+            return -1;
+        }
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* The child's exit code, or a distinct negative value if it did not exit
+ * normally: -SIGNAL for a signal, -1000 for a timeout. */
+static CK_UNUSED int
+ck_child_code(pid_t pid, int timeout_ms)
+{
+    int st = ck_wait(pid, timeout_ms);
+    if (st == -1)
+        return -1000;
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        return -WTERMSIG(st);
+    return -999;
+}
+
+/* Permissions of the mapping starting at ADDR in /proc/self/maps, e.g.
+ * "rw-s", or "none" when no mapping starts there. */
+static CK_UNUSED const char *
+ck_map_perms(const void *addr)
+{
+    static char perms[8];
+    char line[512];
+    FILE *f = fopen("/proc/self/maps", "r");
+    snprintf(perms, sizeof perms, "none");
+    if (f == NULL)
+        return perms;
+    while (fgets(line, sizeof line, f) != NULL) {
+        unsigned long start, end;
+        char p[8];
+        if (sscanf(line, "%lx-%lx %7s", &start, &end, p) == 3 &&
+            start == (unsigned long)(uintptr_t)addr) {
+            snprintf(perms, sizeof perms, "%s", p);
+            break;
+        }
+    }
+    fclose(f);
+    return perms;
+}
+
+/* A free, page-aligned address range of LEN bytes (mapped then unmapped). */
+static CK_UNUSED char *
+ck_free_range(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        FAIL("mmap: %s", ck_errname(errno));
+        exit(1);
+    }
+    munmap(p, len);
+    return p;
+}
+
+/* ------------------------------------------------------------ init/finish */
+
+static CK_UNUSED int
+ck_expect_shmguard(void)
+{
+    const char *e = getenv("SHMGUARD_EXPECT");
+    return e != NULL && strcmp(e, "1") == 0;
+}
+
+static CK_UNUSED void
+ck_check_mode(void)
+{
+    Dl_info info;
+    int expect = ck_expect_shmguard();
+    const char *where = "?";
+    memset(&info, 0, sizeof info);
+    if (dladdr((void *)&shmget, &info) != 0 && info.dli_fname != NULL)
+        where = info.dli_fname;
+    int from_lib = strstr(where, "libshmguard") != NULL;
+    int has_ext = dlsym(RTLD_DEFAULT, "shmguard_version") != NULL;
+    if (expect && !(from_lib && has_ext)) {
+        FAIL("SHMGUARD_EXPECT=1 but shmget resolves to %s (shmguard_version %s)",
+             where, has_ext ? "found" : "missing");
+        exit(1);
+    }
+    if (!expect && (from_lib || has_ext)) {
+        FAIL("plain mode but shmget resolves to %s (shmguard_version %s)", where,
+             has_ext ? "found" : "missing");
+        exit(1);
+    }
+}
+
+static CK_UNUSED void
+ck_init(void)
+{
+    struct sigaction sa;
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGALRM, SIGTERM,
+                               SIGINT, SIGILL, SIGFPE};
+    ck_owner = getpid();
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    atexit(ck_atexit);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = ck_on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+    alarm(55);
+    ck_check_mode();
+}
+
+/* In a forked child: back to default signal actions so that a deliberate
+ * SIGSEGV kills the child plainly. */
+static CK_UNUSED void
+ck_child_defaults(void)
+{
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    alarm(20);
+}
+
+static CK_UNUSED int
+ck_finish(void)
+{
+    ck_flush_all();
+    if (ck_cases == 0) {
+        fprintf(stderr, "FAIL: no case ran\n");
+        return 1;
+    }
+    if (ck_failures != 0) {
+        fprintf(stderr, "%d of the checks failed (%d cases)\n", ck_failures, ck_cases);
+        return 1;
+    }
+    return 0;
+}
+
+#endif /* SHMGUARD_CHECK_H */
