@@ -5,6 +5,7 @@
 #                        preloaded), header, exported symbols, install + pkg-config
 #   make lint            rustfmt and clippy -D warnings
 #   make test-postgres   PostgreSQL with System V shared memory under shmguard run
+#   make bench           per-call cost against plain glibc and strace (docs/benchmarks.md)
 #   make demo            a leaky C program run under shmguard
 #   make install PREFIX=/usr/local [DESTDIR=...]
 
@@ -34,7 +35,7 @@ EXPORTS := ftok shmat shmctl shmdt shmget \
 	shmguard_last_error shmguard_leak_count shmguard_leak_report shmguard_shmat \
 	shmguard_shmctl shmguard_shmdt shmguard_shmget shmguard_version
 
-.PHONY: test-postgres all build test test-rust test-c check-header check-symbols check-install \
+.PHONY: bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
 	lint demo install uninstall clean
 
 all: build
@@ -87,6 +88,10 @@ check-install: build
 # Debian's postgresql when missing.
 test-postgres: build
 	cli/tests/postgres.sh $(REL)
+
+# Per-call cost as ratios against plain glibc, measured in one interleaved run.
+bench: build
+	bench/run.sh $(REL) $(BUILD)/bench
 
 lint:
 	$(CARGO) fmt --all -- --check
