@@ -419,7 +419,7 @@ fn append(bytes: &[u8]) {
     }
     match LOG.append(bytes) {
         Ok(()) => {}
-        Err(AppendError::NotOpen) => {}
+        Err(AppendError::NotOpen | AppendError::Closed) => {}
         Err(AppendError::Full) => stop(format_args!(
             "the log reached its {} MiB limit; logging stopped",
             crate::logfile::CAPACITY >> 20

@@ -11,7 +11,7 @@
 //! never moves: a writer can never copy into memory that another thread has
 //! unmapped. Growth and closing take a lock; appending does not.
 
-use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::lock::Locked;
 use crate::sys::{self, Errno};
@@ -30,6 +30,8 @@ pub enum AppendError {
     NotOpen,
     /// `CAPACITY` is used up.
     Full,
+    /// The file was closed (at exit); later events are dropped quietly.
+    Closed,
     /// Growing the file failed (`ENOSPC`, `EDQUOT`, ...).
     Grow(Errno),
 }
@@ -38,6 +40,12 @@ pub enum AppendError {
 pub struct LogFile {
     base: AtomicUsize,
     fd: AtomicI32,
+    /// The file's identity, to notice a program that closed our descriptor
+    /// (daemons close every fd) and reused its number for a file of its own.
+    dev: AtomicU64,
+    ino: AtomicU64,
+    /// The path, NUL-terminated, to reopen the file in that case.
+    path: Locked<Vec<u8>>,
     /// Bytes reserved so far (the end of the last reservation).
     pos: AtomicUsize,
     /// The file's current length: every reserved byte below it is backed.
@@ -50,6 +58,9 @@ impl LogFile {
         Self {
             base: AtomicUsize::new(0),
             fd: AtomicI32::new(-1),
+            dev: AtomicU64::new(0),
+            ino: AtomicU64::new(0),
+            path: Locked::new(Vec::new()),
             pos: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
             grow: Locked::new(()),
@@ -79,6 +90,21 @@ impl LogFile {
         if fd < 0 {
             return Err(sys::errno());
         }
+        let fd = move_high(fd);
+        let Some((dev, ino)) = sys::fd_identity(fd) else {
+            // SAFETY: `fd` is ours.
+            unsafe { libc::close(fd) };
+            return Err(libc::EBADF);
+        };
+        {
+            let mut saved = self.path.lock();
+            saved.clear();
+            if saved.try_reserve(path.to_bytes_with_nul().len()).is_ok() {
+                saved.extend_from_slice(path.to_bytes_with_nul());
+            }
+        }
+        self.dev.store(dev, Ordering::Relaxed);
+        self.ino.store(ino, Ordering::Relaxed);
         // SAFETY: a fresh shared mapping of our own fd; no address is given,
         // so nothing existing is replaced. Pages past the file's end are not
         // touched until `len` covers them.
@@ -125,6 +151,9 @@ impl LogFile {
             return Err(AppendError::NotOpen);
         }
         let off = self.pos.fetch_add(bytes.len(), Ordering::Relaxed);
+        if off >= CLOSED {
+            return Err(AppendError::Closed);
+        }
         let end = off.checked_add(bytes.len()).ok_or(AppendError::Full)?;
         if end > CAPACITY {
             return Err(AppendError::Full);
@@ -156,7 +185,7 @@ impl LogFile {
         }
         let step = len.clamp(FIRST_STEP, MAX_STEP);
         let new_len = end.next_multiple_of(step).min(CAPACITY);
-        let fd = self.fd.load(Ordering::Relaxed);
+        let fd = self.our_fd().ok_or(AppendError::Grow(libc::EBADF))?;
         // SAFETY: plain system calls on our own fd.
         let mut ret =
             unsafe { libc::fallocate(fd, 0, len as libc::off_t, (new_len - len) as libc::off_t) };
@@ -184,10 +213,46 @@ impl LogFile {
             .pos
             .swap(CLOSED, Ordering::AcqRel)
             .min(self.len.load(Ordering::Acquire));
-        let fd = self.fd.load(Ordering::Relaxed);
-        // SAFETY: our own fd; bytes past `end` were never handed out.
-        unsafe { libc::ftruncate(fd, end as libc::off_t) };
+        if let Some(fd) = self.our_fd() {
+            // SAFETY: our own fd; bytes past `end` were never handed out.
+            unsafe { libc::ftruncate(fd, end as libc::off_t) };
+        }
         self.len.store(end, Ordering::Release);
+    }
+
+    /// Our descriptor, checked to still be our file; reopened by path if the
+    /// program closed it or put another file under its number. Called with
+    /// the growth lock held.
+    fn our_fd(&self) -> Option<i32> {
+        let fd = self.fd.load(Ordering::Relaxed);
+        let ours = (
+            self.dev.load(Ordering::Relaxed),
+            self.ino.load(Ordering::Relaxed),
+        );
+        if sys::fd_identity(fd) == Some(ours) {
+            return Some(fd);
+        }
+        let path = self.path.lock();
+        let path = core::ffi::CStr::from_bytes_with_nul(&path).ok()?;
+        // SAFETY: `path` is a valid C string; no O_CREAT: only our file.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        let fd = move_high(fd);
+        if sys::fd_identity(fd) != Some(ours) {
+            // SAFETY: `fd` was just opened by us.
+            unsafe { libc::close(fd) };
+            return None;
+        }
+        // The old number is the program's now: never close it.
+        self.fd.store(fd, Ordering::Relaxed);
+        Some(fd)
     }
 
     /// In a fork child: drop the parent's mapping and fd without touching
@@ -200,8 +265,12 @@ impl LogFile {
             unsafe { libc::munmap(base as *mut libc::c_void, CAPACITY) };
         }
         let fd = self.fd.swap(-1, Ordering::Relaxed);
-        if fd >= 0 {
-            // SAFETY: the child's copy of our fd.
+        let ours = (
+            self.dev.load(Ordering::Relaxed),
+            self.ino.load(Ordering::Relaxed),
+        );
+        if fd >= 0 && sys::fd_identity(fd) == Some(ours) {
+            // SAFETY: the child's copy of our fd (checked: not the program's).
             unsafe { libc::close(fd) };
         }
         self.pos.store(0, Ordering::Relaxed);
@@ -217,6 +286,20 @@ impl LogFile {
     /// Fork `parent`.
     pub fn unlock_in_parent(&self) {
         self.grow.unlock_after_fork_parent();
+    }
+}
+
+/// Moves `fd` to a number of 512 or more, out of the way of programs that
+/// assume small descriptors are theirs (or keeps it if that fails).
+fn move_high(fd: i32) -> i32 {
+    // SAFETY: plain fcntl/close on a descriptor we own.
+    unsafe {
+        let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 512);
+        if high < 0 {
+            return fd;
+        }
+        libc::close(fd);
+        high
     }
 }
 
@@ -249,12 +332,42 @@ mod tests {
             log.append(&line).unwrap();
         }
         log.close();
-        assert_eq!(log.append(b"late"), Err(AppendError::Full));
+        assert_eq!(log.append(b"late"), Err(AppendError::Closed));
         let data = std::fs::read(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(data.len(), 300_006);
         assert!(data.starts_with(b"start\n"));
         assert!(data[6..].iter().all(|&b| b == b'a'));
+    }
+
+    #[test]
+    fn survives_a_program_that_reuses_our_descriptor() {
+        let (path, c) = temp("reuse");
+        let (other, _) = temp("other");
+        let log = LogFile::new();
+        log.open(&c, b"").unwrap();
+        // The program closes our descriptor and opens a file of its own
+        // under the same number.
+        let fd = log.fd.load(Ordering::Relaxed);
+        let victim = std::fs::File::create(&other).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: test-only descriptor juggling on our own files.
+        unsafe { libc::dup2(victim.as_raw_fd(), fd) };
+        let line = [b'b'; 4096];
+        for _ in 0..100 {
+            log.append(&line).unwrap();
+        }
+        log.close();
+        assert_eq!(
+            std::fs::metadata(&other).unwrap().len(),
+            0,
+            "the program's file was touched"
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 409_600);
+        // SAFETY: closing the duplicate we made.
+        unsafe { libc::close(fd) };
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_file(&other).unwrap();
     }
 
     #[test]
