@@ -808,7 +808,7 @@ mod tests {
             pid: 1,
             readonly: false,
             size: 8192,
-            guarded: false,
+            guards: 0,
         };
         let s = shmdt(libc::EINVAL, 0x5000, Some((0x4000, a)));
         assert!(

@@ -11,7 +11,7 @@
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::registry::REGISTRY;
+use crate::registry::{Attachment, REGISTRY};
 use crate::runtime::Line;
 use crate::sys::{self, SHM_REMAP};
 
@@ -49,12 +49,16 @@ pub fn attach(shmid: i32, flags: i32) -> Option<(usize, usize)> {
     }
 }
 
-/// After `shmdt` of a guarded attachment at `addr` of `size` bytes:
-/// release the two guard pages.
-pub fn detached(addr: usize, size: usize) {
+/// After `shmdt` of the attachment `a` at `addr`, or its replacement by a
+/// `SHM_REMAP` over `[keep_start, keep_end)`: release the guard pages it
+/// still owns, except any inside that range.
+pub fn release(addr: usize, a: &Attachment, keep_start: usize, keep_end: usize) {
     let page = sys::page_size();
-    sys::release(addr - page, page);
-    sys::release(addr + size.div_ceil(page) * page, page);
+    for (guard, bit) in a.guard_pages(addr, page) {
+        if a.guards & bit != 0 && !(keep_start..keep_end).contains(&guard) {
+            sys::release(guard, page);
+        }
+    }
 }
 
 /// The SIGSEGV hook: if `fault` lies in a guard page, name the segment.
@@ -63,12 +67,10 @@ fn on_fault(fault: usize) {
     let page = sys::page_size();
     let mut hit = None;
     REGISTRY.try_for_each_attachment(|addr, a| {
-        if !a.guarded {
-            return;
-        }
-        let end = addr + a.size.div_ceil(page) * page;
-        if (addr - page..addr).contains(&fault) || (end..end + page).contains(&fault) {
-            hit = Some((addr, *a));
+        for (guard, bit) in a.guard_pages(addr, page) {
+            if a.guards & bit != 0 && (guard..guard + page).contains(&fault) {
+                hit = Some((addr, *a));
+            }
         }
     });
     let Some((addr, a)) = hit else { return };

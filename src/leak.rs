@@ -331,7 +331,7 @@ mod tests {
             pid,
             readonly: false,
             size: 0,
-            guarded: false,
+            guards: 0,
         }
     }
 

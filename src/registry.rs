@@ -25,8 +25,23 @@ pub struct Attachment {
     pub readonly: bool,
     /// `shm_segsz`, or 0 while not yet known (fetched on first need).
     pub size: usize,
-    /// Guard pages surround it (`guard_pages=1`); `size` is then known.
-    pub guarded: bool,
+    /// Which guard pages it still owns (`guard_pages=1`): [`GUARD_BEFORE`]
+    /// and [`GUARD_AFTER`]; `size` is known when any is set.
+    pub guards: u8,
+}
+
+/// The no-access page just below an attachment is ours.
+pub const GUARD_BEFORE: u8 = 1;
+/// The no-access page just past an attachment's last page is ours.
+pub const GUARD_AFTER: u8 = 2;
+
+impl Attachment {
+    /// The guard pages this attachment owns, as (address, bit), given the
+    /// attachment's address and the page size.
+    pub fn guard_pages(&self, addr: usize, page: usize) -> [(usize, u8); 2] {
+        let end = addr + self.size.div_ceil(page) * page;
+        [(addr.wrapping_sub(page), GUARD_BEFORE), (end, GUARD_AFTER)]
+    }
 }
 
 /// A segment this process created.
@@ -134,12 +149,31 @@ impl Registry {
         }
     }
 
-    /// Forgets the attachments that start in `[start, end)`: a `SHM_REMAP`
-    /// attach replaced them. Scans every shard; remapping is rare.
-    pub fn forget_range(&self, start: usize, end: usize) {
+    /// A `SHM_REMAP` attach replaced `[start, end)`: forgets the
+    /// attachments that start there (returned, for their guard pages) and
+    /// disowns the guard pages of others that the new mapping covers, so
+    /// they are never unmapped from under it. Scans every shard; remapping
+    /// is rare.
+    pub fn remapped(&self, start: usize, end: usize, page: usize) -> Vec<(usize, Attachment)> {
+        let inside = |p: usize| (start..end).contains(&p);
+        let mut gone = Vec::new();
         for shard in &self.shards {
-            shard.lock().retain(|&addr, _| addr < start || addr >= end);
+            shard.lock().retain(|&addr, a| {
+                for (p, bit) in a.guard_pages(addr, page) {
+                    if a.guards & bit != 0 && inside(p) {
+                        a.guards &= !bit;
+                    }
+                }
+                if !inside(addr) {
+                    return true;
+                }
+                if gone.try_reserve(1).is_ok() {
+                    gone.push((addr, *a));
+                }
+                false
+            });
         }
+        gone
     }
 
     /// Calls `f` for every attachment (in no particular order).
@@ -227,7 +261,7 @@ mod tests {
             pid: 1,
             readonly: false,
             size: 0,
-            guarded: false,
+            guards: 0,
         }
     }
 
@@ -271,18 +305,41 @@ mod tests {
     }
 
     #[test]
-    fn forget_range_removes_only_inside() {
+    fn remapped_removes_only_inside() {
         let r = Registry::new();
         for i in 0..10usize {
             r.attach(0x1000 * (i + 1), att(i as i32));
         }
-        r.forget_range(0x3000, 0x6000);
+        let gone = r.remapped(0x3000, 0x6000, 0x1000);
+        assert_eq!(gone.len(), 3);
         let mut left = Vec::new();
         r.for_each_attachment(|addr, _| left.push(addr));
         left.sort_unstable();
         assert_eq!(
             left,
             vec![0x1000, 0x2000, 0x6000, 0x7000, 0x8000, 0x9000, 0xa000]
+        );
+    }
+
+    #[test]
+    fn remapped_disowns_covered_guard_pages() {
+        let r = Registry::new();
+        let guarded = Attachment {
+            size: 0x1800,
+            guards: GUARD_BEFORE | GUARD_AFTER,
+            ..att(1)
+        };
+        // Guards at 0x9000 and 0xc000 around [0xa000, 0xc000).
+        r.attach(0xa000, guarded);
+        // A new mapping over the guard after it only.
+        assert!(r.remapped(0xc000, 0xd000, 0x1000).is_empty());
+        assert_eq!(r.get(0xa000).unwrap().guards, GUARD_BEFORE);
+        // A new mapping over the attachment itself and its guard before.
+        let gone = r.remapped(0x9000, 0xb000, 0x1000);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(
+            gone[0].1.guards, 0,
+            "a covered guard page is not ours to unmap"
         );
     }
 

@@ -18,7 +18,7 @@ use crate::guard;
 use crate::leak::{self, Finding, SegmentState};
 use crate::options::CallKind;
 use crate::policy;
-use crate::registry::{Attachment, Created, REGISTRY};
+use crate::registry::{Attachment, Created, GUARD_AFTER, GUARD_BEFORE, REGISTRY};
 use crate::runtime::{self, say};
 use crate::stacks;
 use crate::sys::{self, Errno, SHM_REMAP, UserPath};
@@ -215,12 +215,16 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
             let size = fail_open(0, || {
                 let mut size = guarded.map_or(0, |(_, size)| size);
                 if flags & SHM_REMAP != 0 {
-                    // The new mapping replaced whatever was in its range.
+                    // The new mapping replaced whatever was in its range,
+                    // guard pages included.
                     if let Ok(ds) = sys::shm_stat(shmid) {
                         size = ds.shm_segsz;
                         let page = sys::page_size();
                         let end = at.saturating_add(size.div_ceil(page) * page);
-                        REGISTRY.forget_range(at, end);
+                        for (old, a) in REGISTRY.remapped(at, end, page) {
+                            guard::release(old, &a, at, end);
+                            stacks::forget(stacks::Owner::Attachment(old));
+                        }
                     }
                 }
                 let attachment = Attachment {
@@ -228,7 +232,10 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
                     pid: runtime::pid(),
                     readonly: flags & libc::SHM_RDONLY != 0,
                     size,
-                    guarded: guarded.is_some(),
+                    guards: match guarded {
+                        Some(_) => GUARD_BEFORE | GUARD_AFTER,
+                        None => 0,
+                    },
                 };
                 REGISTRY.attach(at, attachment);
                 stacks::record(stacks::Owner::Attachment(at));
@@ -259,9 +266,7 @@ pub fn shmdt(addr: usize) -> Result<(), Error> {
             let shmid = fail_open(None, || {
                 stacks::forget(stacks::Owner::Attachment(addr));
                 let a = REGISTRY.detach(addr)?;
-                if a.guarded {
-                    guard::detached(addr, a.size);
-                }
+                guard::release(addr, &a, 0, 0);
                 Some(a.shmid)
             });
             let extra = Extra {
