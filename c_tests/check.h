@@ -17,10 +17,14 @@
  *   it) never cleans up for its parent.
  * - Mode: with SHMGUARD_EXPECT=1 the libc names must resolve to
  *   libshmguard; without it they must not.
+ * - Options: programs that test SHMGUARD_OPTIONS run themselves again
+ *   (ck_run_self) with options of their choosing and read the child's
+ *   stdout, stderr and audit logs from files in ck_tmpdir().
  */
 #ifndef SHMGUARD_CHECK_H
 #define SHMGUARD_CHECK_H
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +37,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -287,6 +292,7 @@ static unsigned char ck_crash_only[CK_MAX_IDS];
 static int ck_nids;
 static pid_t ck_owner;
 static char ck_tmp_path[64];
+static char ck_tmp_dir[64];
 
 static CK_UNUSED void
 ck_track_mode(int id, int crash_only)
@@ -335,10 +341,33 @@ ck_remove_all(int at_exit)
         unlink(ck_tmp_path);
 }
 
+/* Empties and removes the per-run directory (at exit only: not
+ * async-signal-safe). */
+static void
+ck_remove_tmpdir(void)
+{
+    if (ck_tmp_dir[0] == '\0' || getpid() != ck_owner)
+        return;
+    DIR *d = opendir(ck_tmp_dir);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            char path[sizeof ck_tmp_dir + 256];
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            snprintf(path, sizeof path, "%s/%s", ck_tmp_dir, e->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(ck_tmp_dir);
+}
+
 static void
 ck_atexit(void)
 {
     ck_remove_all(1);
+    ck_remove_tmpdir();
 }
 
 static void
@@ -575,6 +604,202 @@ ck_free_range(size_t len)
     return p;
 }
 
+/* ---------------------------------------------------- options and logs */
+
+/* Segments in the kernel that this process created (cpid = our pid): a
+ * count that other processes on the machine do not disturb. */
+static CK_UNUSED int
+ck_own_segments(void)
+{
+    char line[512];
+    int n = 0;
+    long me = (long)getpid();
+    FILE *f = fopen("/proc/sysvipc/shm", "r");
+    if (f == NULL) {
+        FAIL("cannot read /proc/sysvipc/shm");
+        return -1;
+    }
+    while (fgets(line, sizeof line, f) != NULL) {
+        long key, id, cpid;
+        unsigned long size;
+        int perms;
+        if (sscanf(line, "%ld %ld %o %lu %ld", &key, &id, &perms, &size, &cpid) == 5 &&
+            cpid == me)
+            n++;
+    }
+    fclose(f);
+    return n;
+}
+
+/* The whole file at PATH, NUL-terminated, malloc'd; NULL if unreadable. */
+static CK_UNUSED char *
+ck_slurp(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (buf == NULL)
+            break;
+        if (len + 1 >= cap) {
+            char *bigger = realloc(buf, cap * 2);
+            if (bigger == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + len, cap - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    if (buf != NULL)
+        buf[len] = '\0';
+    return buf;
+}
+
+/* A per-run directory, mode 01777 so that a child that dropped privileges
+ * may write its log there; emptied and removed at exit. */
+static CK_UNUSED const char *
+ck_tmpdir(void)
+{
+    if (ck_tmp_dir[0] == '\0') {
+        char path[sizeof ck_tmp_dir];
+        snprintf(path, sizeof path, "/tmp/shmguard-test-XXXXXX");
+        if (mkdtemp(path) == NULL || chmod(path, 01777) != 0) {
+            FAIL("mkdtemp: %s", ck_errname(errno));
+            exit(1);
+        }
+        memcpy(ck_tmp_dir, path, sizeof path);
+    }
+    return ck_tmp_dir;
+}
+
+/* The path of NAME in the per-run directory, written into BUF. */
+static CK_UNUSED const char *
+ck_tmp_name(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s", ck_tmpdir(), name);
+    return buf;
+}
+
+/* This process's SHMGUARD_OPTIONS followed by EXTRA (":"-joined). */
+static CK_UNUSED const char *
+ck_options_plus(char *buf, size_t len, const char *extra)
+{
+    const char *now = getenv("SHMGUARD_OPTIONS");
+    if (now == NULL || now[0] == '\0')
+        snprintf(buf, len, "%s", extra);
+    else
+        snprintf(buf, len, "%s:%s", now, extra);
+    return buf;
+}
+
+/* Runs this program again (/proc/self/exe) with ARGV, the environment kept
+ * but SHMGUARD_OPTIONS set to OPTS (removed if NULL), stdout and stderr
+ * written to the files OUT and ERR. Returns ck_child_code() and the
+ * child's pid in *PID. */
+static CK_UNUSED int
+ck_run_self(char *const argv[], const char *opts, const char *out, const char *err,
+            pid_t *pid_out)
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n] != NULL)
+        n++;
+    char **envp = calloc(n + 2, sizeof *envp);
+    size_t olen = opts == NULL ? 0 : strlen(opts) + sizeof "SHMGUARD_OPTIONS=";
+    char *env_opts = olen == 0 ? NULL : malloc(olen);
+    if (envp == NULL || (olen != 0 && env_opts == NULL)) {
+        FAIL("out of memory");
+        exit(1);
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "SHMGUARD_OPTIONS=", 17) != 0)
+            envp[m++] = environ[i];
+    if (env_opts != NULL) {
+        snprintf(env_opts, olen, "SHMGUARD_OPTIONS=%s", opts);
+        envp[m++] = env_opts;
+    }
+    envp[m] = NULL;
+    pid_t pid = ck_fork();
+    if (pid == 0) {
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
+            _exit(98);
+        close(o);
+        close(e);
+        execve("/proc/self/exe", argv, envp);
+        _exit(99);
+    }
+    free(envp);
+    free(env_opts);
+    if (pid_out != NULL)
+        *pid_out = pid;
+    return ck_child_code(pid, 40000);
+}
+
+/* Lines of TEXT that begin "==N== shmguard: " (any pid N) followed by
+ * REST; or, if REST is NULL, lines that contain NEEDLE. */
+static CK_UNUSED int
+ck_count_lines(const char *text, const char *rest, const char *needle)
+{
+    int n = 0;
+    for (const char *line = text; line != NULL && *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl == NULL ? strlen(line) : (size_t)(nl - line);
+        char buf[2048];
+        if (len >= sizeof buf)
+            len = sizeof buf - 1;
+        memcpy(buf, line, len);
+        buf[len] = '\0';
+        if (rest == NULL) {
+            n += strstr(buf, needle) != NULL;
+        } else {
+            int pid_end = 0;
+            if (sscanf(buf, "==%*d==%n", &pid_end) == 0 && pid_end > 0 &&
+                strncmp(buf + pid_end, " shmguard: ", 11) == 0 &&
+                strncmp(buf + pid_end + 11, rest, strlen(rest)) == 0)
+                n++;
+        }
+        line = nl == NULL ? NULL : nl + 1;
+    }
+    return n;
+}
+
+/* The extension function NAME, looked up with dlsym so that one binary
+ * serves the linked and the preloaded modes. */
+static CK_UNUSED void *
+ck_sym(const char *name)
+{
+    void *f = dlsym(RTLD_DEFAULT, name);
+    if (f == NULL) {
+        FAIL("shmguard's %s is not there", name);
+        exit(1);
+    }
+    return f;
+}
+
+/* shmguard_last_error() of this thread, "(null)" for NULL. */
+static CK_UNUSED const char *
+ck_last_error(void)
+{
+    const char *(*last)(void);
+    *(void **)&last = ck_sym("shmguard_last_error");
+    const char *e = last();
+    return e == NULL ? "(null)" : e;
+}
+
 /* ------------------------------------------------------------ init/finish */
 
 static CK_UNUSED int
@@ -607,6 +832,10 @@ ck_check_mode(void)
     }
 }
 
+/* SIGSEGV and SIGBUS as the program found them (with guard_pages=1:
+ * shmguard's fault reporter), before ck_init installed its own. */
+static struct sigaction ck_start_segv, ck_start_bus;
+
 static CK_UNUSED void
 ck_init(void)
 {
@@ -614,6 +843,8 @@ ck_init(void)
     static const int sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGALRM, SIGTERM,
                                SIGINT, SIGILL, SIGFPE};
     ck_owner = getpid();
+    sigaction(SIGSEGV, NULL, &ck_start_segv);
+    sigaction(SIGBUS, NULL, &ck_start_bus);
     setvbuf(stdout, NULL, _IOLBF, 0);
     atexit(ck_atexit);
     memset(&sa, 0, sizeof sa);
@@ -632,6 +863,18 @@ ck_child_defaults(void)
 {
     signal(SIGSEGV, SIG_DFL);
     signal(SIGBUS, SIG_DFL);
+    alarm(20);
+}
+
+/* In a forked child: SIGSEGV and SIGBUS back to what the program started
+ * with (shmguard's guard-page reporter when it installed one), so that a
+ * deliberate fault is reported and kills the child; and no core file. */
+static CK_UNUSED void
+ck_child_start_signals(void)
+{
+    sigaction(SIGSEGV, &ck_start_segv, NULL);
+    sigaction(SIGBUS, &ck_start_bus, NULL);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     alarm(20);
 }
 

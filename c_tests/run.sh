@@ -16,6 +16,11 @@
 #   x_leak.c  one run per scenario, linked and preloaded (it finds the
 #             extension functions with dlsym, so the plain binary serves the
 #             preloaded mode); this script checks stderr and the status.
+#   x_policy.c, x_guard.c, x_fault.c, x_stacks.c  the options: one run per
+#             line of $option_runs (program, argument, SHMGUARD_OPTIONS),
+#             linked and preloaded; each program checks itself (running
+#             itself again where it needs its own stderr or audit log), and
+#             a run passes if it exits 0 with nothing on stderr.
 # In the linked and preloaded modes SHMGUARD_EXPECT=1 is set and each program
 # verifies that shmget resolves to libshmguard (and to glibc in plain mode).
 # Before and after each program the table /proc/sysvipc/shm is read: a new
@@ -272,6 +277,9 @@ if [ -n "$x_modes" ] && [ "$have_lib" -eq 0 ]; then
     for mode in $x_modes; do
         fail x_api "$mode" "libshmguard.so not found in $libsrc"
         fail x_leak "$mode" "libshmguard.so not found in $libsrc"
+        for prog in x_policy x_guard x_fault x_stacks; do
+            fail "$prog" "$mode" "libshmguard.so not found in $libsrc"
+        done
     done
     x_modes=""
 fi
@@ -466,6 +474,79 @@ if [ -n "$x_modes" ]; then
                 pass "$name" "$mode"
             fi
         done
+    done
+fi
+
+# ------------------------------------------------------ option programs
+
+# PROGRAM ARGUMENT SHMGUARD_OPTIONS, one run per line ("-": none). The run
+# is named PROGRAM:ARGUMENT (PROGRAM alone without an argument).
+option_runs="x_policy strict policy=strict
+x_policy audit -
+x_guard - guard_pages=1
+x_fault nth fault=shmget@2=ENOSPC
+x_fault twice fault=shmget@1=ENOSPC,shmget@3=ENOMEM
+x_fault fork fault=shmget@2=ENOSPC
+x_fault multi fault=shmat@1=ENOMEM,shmdt@2=EINVAL,shmctl@1=EIDRM,ftok@1=EACCES
+x_fault invalid -
+x_stacks - stacks=1"
+
+# option_flags PROGRAM: sets the array oflags to the flags PROGRAM needs
+# after the suite's own (x_stacks checks file:line of its frames).
+option_flags() {
+    oflags=()
+    if [ "$1" = x_stacks ]; then
+        oflags=(-O0 -g)
+    fi
+}
+
+if [ -n "$x_modes" ]; then
+    for prog in x_policy x_guard x_fault x_stacks; do
+        option_flags "$prog"
+        if ! build "$bin/$prog.plain" "$log/$prog.plain.compile" "$here/$prog.c" "${oflags[@]}"; then
+            rm -f "$bin/$prog.plain"
+        fi
+        if ! build "$bin/$prog.linked" "$log/$prog.linked.compile" "$here/$prog.c" \
+            "${linked_args[@]}" "${oflags[@]}"; then
+            rm -f "$bin/$prog.linked"
+        fi
+    done
+    for mode in $x_modes; do
+        while read -r prog arg opts; do
+            name=$prog
+            base="$log/$prog.$mode"
+            if [ "$arg" != - ]; then
+                name="$prog:$arg"
+                base="$log/$prog.$arg.$mode"
+            fi
+            exe="$bin/$prog.plain"
+            [ "$mode" = linked ] && exe="$bin/$prog.linked"
+            if [ ! -x "$exe" ]; then
+                fail "$name" "$mode" "does not compile" "$log/$(basename "$exe").compile"
+                continue
+            fi
+            mode_env "$mode"
+            [ "$opts" != - ] && envs+=("SHMGUARD_OPTIONS=$opts")
+            args=()
+            [ "$arg" != - ] && args=("$arg")
+            run_one "$base" "${envs[@]}" -- "$exe" "${args[@]}"
+            rc=$(cat "$base.rc")
+            reason=""
+            if [ "$rc" -ne 0 ]; then
+                reason=$(describe_rc "$rc")
+            elif [ -s "$base.err" ]; then
+                reason="unexpected output on stderr"
+            fi
+            if ! leak_check "$base.before" "$base.leaks"; then
+                reason="${reason:+$reason; }leaked segments"
+                cat "$base.leaks" >>"$base.err"
+            fi
+            if [ -n "$reason" ]; then
+                fail "$name" "$mode" "$reason" "$base.err"
+            else
+                pass "$name" "$mode"
+            fi
+        done <<<"$option_runs"
     done
 fi
 

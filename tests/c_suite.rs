@@ -8,6 +8,11 @@
 //! - `x_api.c`: the extension API, linked only.
 //! - `x_leak.c SCENARIO`: the leak report, linked and preloaded; stderr and
 //!   the exit status are checked here.
+//! - `x_policy.c`, `x_guard.c`, `x_fault.c`, `x_stacks.c`: the options, one
+//!   run per entry of [`OPTION_RUNS`] (program, argument, `SHMGUARD_OPTIONS`),
+//!   linked and preloaded; each program checks itself (running itself again
+//!   where it needs its own stderr or audit log), and a run passes if it
+//!   exits 0 with nothing on stderr.
 //!
 //! Every program runs with a timeout, one at a time (the table of segments
 //! in `/proc/sysvipc/shm` is compared before and after each: a new segment
@@ -81,6 +86,36 @@ const SCENARIOS: &[&str] = &[
     "count",
     "many",
 ];
+
+/// The option programs' runs: program, argument ("" for none) and
+/// `SHMGUARD_OPTIONS` ("" for unset), as in `run.sh`'s `option_runs`.
+const OPTION_RUNS: &[(&str, &str, &str)] = &[
+    ("x_policy", "strict", "policy=strict"),
+    ("x_policy", "audit", ""),
+    ("x_guard", "", "guard_pages=1"),
+    ("x_fault", "nth", "fault=shmget@2=ENOSPC"),
+    ("x_fault", "twice", "fault=shmget@1=ENOSPC,shmget@3=ENOMEM"),
+    ("x_fault", "fork", "fault=shmget@2=ENOSPC"),
+    (
+        "x_fault",
+        "multi",
+        "fault=shmat@1=ENOMEM,shmdt@2=EINVAL,shmctl@1=EIDRM,ftok@1=EACCES",
+    ),
+    ("x_fault", "invalid", ""),
+    ("x_stacks", "", "stacks=1"),
+];
+
+/// The option programs, in the order they are built.
+const OPTION_PROGRAMS: &[&str] = &["x_policy", "x_guard", "x_fault", "x_stacks"];
+
+/// Flags a program needs after the suite's own (x_stacks checks the
+/// file:line of its frames).
+fn option_flags(program: &str) -> Vec<OsString> {
+    match program {
+        "x_stacks" => vec!["-O0".into(), "-g".into()],
+        _ => Vec::new(),
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -775,6 +810,78 @@ impl Suite {
     }
 }
 
+impl Suite {
+    fn option_programs(&mut self) {
+        let modes: Vec<Mode> = Suite::modes()
+            .into_iter()
+            .filter(|m| *m != Mode::Plain)
+            .collect();
+        if modes.is_empty() {
+            return;
+        }
+        let dir = self.c_tests();
+        let mut built = Vec::new();
+        for program in OPTION_PROGRAMS {
+            let src: OsString = dir.join(format!("{program}.c")).into();
+            let plain = self.bin.join(format!("{program}.plain"));
+            let linked = self.bin.join(format!("{program}.linked"));
+            let mut pargs = vec![src.clone()];
+            pargs.extend(option_flags(program));
+            let mut largs = vec![src];
+            largs.extend(self.linked_args());
+            largs.extend(option_flags(program));
+            let plain_built = self.build(&plain, &pargs);
+            let linked_built = self.build(&linked, &largs);
+            built.push((*program, plain, plain_built, linked, linked_built));
+        }
+        for &mode in &modes {
+            for &(program, arg, options) in OPTION_RUNS {
+                let name = if arg.is_empty() {
+                    program.to_string()
+                } else {
+                    format!("{program}:{arg}")
+                };
+                let Some((_, plain, plain_built, linked, linked_built)) =
+                    built.iter().find(|b| b.0 == program)
+                else {
+                    continue;
+                };
+                let (exe, build) = match mode {
+                    Mode::Linked => (linked, linked_built),
+                    _ => (plain, plain_built),
+                };
+                if let Err(e) = build {
+                    let e = indent(e);
+                    self.fail(&name, mode, "does not compile", &e);
+                    continue;
+                }
+                let args: Vec<&str> = if arg.is_empty() { vec![] } else { vec![arg] };
+                let env: Vec<(&str, String)> = if options.is_empty() {
+                    vec![]
+                } else {
+                    vec![("SHMGUARD_OPTIONS", options.to_string())]
+                };
+                let run = self.run(exe, &args, mode, &env, |_, _| {});
+                let mut reasons = Vec::new();
+                if run.end != End::Exited(0) {
+                    reasons.push(run.end.describe());
+                } else if !run.stderr.is_empty() {
+                    reasons.push("unexpected output on stderr".to_string());
+                }
+                if !run.leaked.is_empty() {
+                    reasons.push("leaked segments".to_string());
+                }
+                if reasons.is_empty() {
+                    self.pass(&name, mode);
+                } else {
+                    let detail = indent(&format!("{}{}", run.stderr, run.leaked.join("\n")));
+                    self.fail(&name, mode, &reasons.join("; "), &detail);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn c_suite() {
     let _guard = SUITE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -782,6 +889,7 @@ fn c_suite() {
     let mut suite = Suite::new();
     suite.differential();
     suite.extensions();
+    suite.option_programs();
     println!("{} passed, {} failed", suite.passed, suite.failures.len());
     assert!(
         suite.failures.is_empty(),
