@@ -5,6 +5,7 @@
 #                        preloaded), header, exported symbols, install + pkg-config
 #   make lint            rustfmt and clippy -D warnings
 #   make test-postgres   PostgreSQL with System V shared memory under shmguard run
+#   make fuzz SEEDS=N    differential fuzzing against the kernel (N random sequences)
 #   make bench           per-call cost against plain glibc and strace (docs/benchmarks.md)
 #   make demo            a leaky C program run under shmguard
 #   make install PREFIX=/usr/local [DESTDIR=...]
@@ -35,7 +36,7 @@ EXPORTS := ftok shmat shmctl shmdt shmget \
 	shmguard_last_error shmguard_leak_count shmguard_leak_report shmguard_shmat \
 	shmguard_shmctl shmguard_shmdt shmguard_shmget shmguard_version
 
-.PHONY: bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
+.PHONY: fuzz test-fuzz bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
 	lint demo install uninstall clean
 
 all: build
@@ -88,6 +89,16 @@ check-install: build
 # Debian's postgresql when missing.
 test-postgres: build
 	cli/tests/postgres.sh $(REL)
+
+# Differential fuzzing: random call sequences through raw system calls and
+# through shmguard (default options, with the log, with guard pages).
+SEEDS ?= 2000
+fuzz: build
+	fuzz/run.sh $(REL) $(BUILD)/fuzz $(SEEDS)
+
+# The fixed seeds that make test runs.
+test-fuzz: build
+	fuzz/run.sh $(REL) $(BUILD)/fuzz fixed
 
 # Per-call cost as ratios against plain glibc, measured in one interleaved run.
 bench: build
