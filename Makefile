@@ -5,6 +5,7 @@
 #                        preloaded), header, exported symbols, install + pkg-config
 #   make lint            rustfmt and clippy -D warnings
 #   make test-postgres   PostgreSQL with System V shared memory under shmguard run
+#   make miri            the safe core's unit tests under Miri (nightly + miri component)
 #   make fuzz SEEDS=N    differential fuzzing against the kernel (N random sequences)
 #   make bench           per-call cost against plain glibc and strace (docs/benchmarks.md)
 #   make demo            a leaky C program run under shmguard
@@ -36,7 +37,7 @@ EXPORTS := ftok shmat shmctl shmdt shmget \
 	shmguard_last_error shmguard_leak_count shmguard_leak_report shmguard_shmat \
 	shmguard_shmctl shmguard_shmdt shmguard_shmget shmguard_version
 
-.PHONY: fuzz test-fuzz bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
+.PHONY: miri fuzz test-fuzz bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
 	lint demo install uninstall clean
 
 all: build
@@ -89,6 +90,11 @@ check-install: build
 # Debian's postgresql when missing.
 test-postgres: build
 	cli/tests/postgres.sh $(REL)
+
+# Miri checks the unit tests for undefined behaviour; tests that need the
+# kernel's shm, file mappings or fork handlers are ignored under Miri.
+miri:
+	MIRIFLAGS=-Zmiri-disable-isolation $(CARGO) +nightly miri test --lib
 
 # Differential fuzzing: random call sequences through raw system calls and
 # through shmguard (default options, with the log, with guard pages).

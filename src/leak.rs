@@ -424,6 +424,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "socketpair is not emulated by Miri")]
     fn report_format() {
         let f = [
             Finding::Segment {

@@ -322,6 +322,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "file mappings are not emulated by Miri")]
     fn appends_grow_and_close_trims() {
         let (path, c) = temp("grow");
         let log = LogFile::new();
@@ -341,6 +342,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "file mappings are not emulated by Miri")]
     fn survives_a_program_that_reuses_our_descriptor() {
         let (path, c) = temp("reuse");
         let (other, _) = temp("other");
@@ -371,6 +373,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "file mappings are not emulated by Miri")]
     fn concurrent_appends_do_not_interleave() {
         let (path, c) = temp("threads");
         let log = std::sync::Arc::new(LogFile::new());

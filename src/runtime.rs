@@ -262,6 +262,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(miri, ignore = "pthread_atfork is not emulated by Miri")]
     fn reentry_is_refused_until_the_guard_drops() {
         let outer = enter().expect("first entry");
         assert!(enter().is_none());

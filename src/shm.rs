@@ -586,6 +586,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "System V shm is not emulated by Miri")]
     fn create_attach_detach_against_the_kernel() {
         let seg = Segment(shmget(libc::IPC_PRIVATE, 10_000, 0o600).expect("create"));
         let at = shmat(seg.0, 0, 0).expect("attach");
@@ -634,6 +635,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "System V shm is not emulated by Miri")]
     fn ipc_creat_without_excl_knows_whether_it_created() {
         let key = 0x5347_0000 | (std::process::id() as i32 & 0xffff);
         let (first, created) = get_or_create(key, 100, libc::IPC_CREAT | 0o600);
