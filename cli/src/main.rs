@@ -1,4 +1,320 @@
-//! The `shmguard` command (work in progress).
-fn main() {
-    println!("shmguard {}", env!("CARGO_PKG_VERSION"));
+//! `shmguard`: run process trees under the shmguard library and report what
+//! they leaked; report from saved audit logs; list and clean orphaned
+//! System V shared-memory segments. See docs/cli.md.
+#![deny(unsafe_code)]
+
+mod kernel;
+mod logs;
+#[allow(unsafe_code)]
+mod os;
+mod report;
+mod run;
+mod segments;
+mod table;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::kernel::Clock;
+use crate::report::KernelView;
+
+/// An error that ends the command: the message, and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: i32, message: String) -> Self {
+        Self { code, message }
+    }
+}
+
+#[derive(Parser)]
+#[command(
+    name = "shmguard",
+    version,
+    about = "Audit System V shared memory: run programs under shmguard, report leaks, list and clean orphans",
+    long_about = "Audit System V shared memory (shmget, shmat, shmdt, shmctl).\n\n\
+        `shmguard run` runs a command with libshmguard.so preloaded across its\n\
+        whole process tree, waits for every descendant, and reports the segments\n\
+        the tree left in the kernel, attachments never detached, failed calls\n\
+        and policy findings. `shmguard report` gives the same report from saved\n\
+        audit logs. `shmguard ls` lists the kernel's segments with their\n\
+        creator, and `shmguard clean --orphans` removes your orphaned ones.",
+    after_help = "Examples:\n  \
+        shmguard run --fail-on-leak -- make test\n  \
+        shmguard report /tmp/shmguard.Ab12Cd\n  \
+        shmguard ls --orphans --human\n  \
+        shmguard clean --orphans --older-than 1h --yes\n\n\
+        See docs/cli.md for the full reference."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Run(RunCmd),
+    Report(ReportCmd),
+    Ls(LsCmd),
+    Clean(CleanCmd),
+}
+
+/// Run a command under shmguard and report what its process tree leaked
+///
+/// CMD runs with libshmguard.so added to LD_PRELOAD and SHMGUARD_OPTIONS set
+/// to log every shm call of every process to LOGDIR/shmguard.PID.jsonl.
+/// shmguard becomes a child subreaper, so descendants that outlive their
+/// parents (daemons, double forks) are reparented to it, and it waits until
+/// the whole tree is gone. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and
+/// SIGUSR2 sent to shmguard are passed on to the tree.
+///
+/// The report names, with shmid=N: segments the tree created that are still
+/// in the kernel, unmarked, after the tree is gone; attachments a process
+/// never detached (from its exit event); failed calls by errno; policy
+/// findings. Programs that could not be preloaded (static binaries, setuid
+/// programs) are covered by comparing the kernel's segment table before and
+/// after: a new segment is the tree's when its creator pid was in the tree,
+/// or when its creator started during the run, ran as the tree's user, and
+/// has exited unseen (a heuristic: see docs/cli.md).
+///
+/// The report goes to standard error (so it does not mix with CMD's
+/// output), or as one JSON object to standard output with --json; --output
+/// writes either to a file.
+///
+/// Exit status: CMD's (128+N if signal N killed it); 1 with --fail-on-leak
+/// when the tree leaked a segment or an attachment; 125 when shmguard itself
+/// fails; 126 when CMD cannot be run; 127 when it is not found.
+#[derive(Args)]
+#[command(
+    verbatim_doc_comment,
+    override_usage = "shmguard run [OPTIONS] [--] <CMD> [ARGS]...",
+    after_help = "Examples:\n  \
+    shmguard run -- ./server --port 8080\n  \
+    shmguard run --fail-on-leak --log-dir logs -- make check\n  \
+    shmguard run --json --options policy=strict -- ./client | jq .summary"
+)]
+struct RunCmd {
+    /// Write the audit logs to DIR
+    ///
+    /// Created if missing; it must hold no logs (*.jsonl) yet. Default: a
+    /// fresh directory shmguard.XXXXXX (mode 0700) under $TMPDIR, kept and
+    /// named in the report. Processes of the tree that switch to another
+    /// user need a DIR that user can write.
+    #[arg(long, value_name = "DIR", verbatim_doc_comment)]
+    log_dir: Option<PathBuf>,
+
+    /// Exit with status 1 when the tree leaked
+    ///
+    /// A leak is a segment left in the kernel or an attachment never
+    /// detached; notes (segments still attached by processes outside the
+    /// tree) do not count.
+    #[arg(long, verbatim_doc_comment)]
+    fail_on_leak: bool,
+
+    /// Print the report as one JSON object on standard output
+    #[arg(long)]
+    json: bool,
+
+    /// More SHMGUARD_OPTIONS for the tree
+    ///
+    /// key=value pairs joined by ':', e.g. policy=strict:verbosity=1 (see
+    /// the README). They follow the caller's SHMGUARD_OPTIONS and run's
+    /// log_path, which they may not set.
+    #[arg(long, value_name = "OPTS", verbatim_doc_comment)]
+    options: Option<String>,
+
+    /// The library to preload
+    ///
+    /// Default: $SHMGUARD_LIB, else libshmguard.so next to this
+    /// executable, else ../lib/libshmguard.so from it (make install).
+    #[arg(long, value_name = "PATH", verbatim_doc_comment)]
+    lib: Option<PathBuf>,
+
+    /// Write the report to FILE
+    ///
+    /// Instead of standard error (text) or standard output (--json).
+    #[arg(short, long, value_name = "FILE", verbatim_doc_comment)]
+    output: Option<PathBuf>,
+
+    /// The command to run, and its arguments
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<OsString>,
+}
+
+/// Report from saved audit logs, with a row per process
+///
+/// Reads every *.jsonl file of LOGDIR (or LOGDIR itself when it is a
+/// file), as written by `shmguard run` or with SHMGUARD_OPTIONS=log_path=...
+///
+/// Prints a table (pid, ppid, calls, failed calls, segments created and
+/// removed, peak attachments, how the log ended, command), then each leak,
+/// failed calls by errno, and policy findings. A leak is:
+/// - a segment the logs show created and never marked with IPC_RMID (and
+///   that its creator's exit check did not find removed), with whether it
+///   is still in the kernel now;
+/// - an attachment an exit event lists as never detached.
+///
+/// Logs cut short by SIGKILL (NUL padding, no exit event) are read up to
+/// their last complete event; lines that do not parse are skipped with a
+/// warning.
+///
+/// Exit status: 0; 1 when LOGDIR cannot be read, or with --fail-on-leak
+/// when the logs show a leak; 2 for bad usage.
+#[derive(Args)]
+#[command(
+    verbatim_doc_comment,
+    after_help = "Example:\n  shmguard report /tmp/shmguard.Ab12Cd --json | jq '.leaked_segments[].shmid'"
+)]
+struct ReportCmd {
+    /// The directory of logs (or one log file)
+    #[arg(value_name = "LOGDIR")]
+    log_dir: PathBuf,
+
+    /// Print the report as one JSON object
+    #[arg(long)]
+    json: bool,
+
+    /// Exit with status 1 when the logs show a leak
+    #[arg(long)]
+    fail_on_leak: bool,
+}
+
+/// List the kernel's shared-memory segments, with their creator
+///
+/// Like `ipcs -m` and `lsipc -m`: key, shmid, owner, permissions, size,
+/// attachments, creator pid, whether the creator still lives, status, age,
+/// and the creator's command while it lives.
+///
+/// A creator counts as alive only if its pid exists, is not a zombie, and
+/// started no later than the segment's ctime, so a reused pid is not taken
+/// for the creator. Status: dest (marked for removal), locked (SHM_LOCK),
+/// orphan (no process attached, creator gone, not marked).
+///
+/// Exit status: 0; 1 when /proc/sysvipc/shm cannot be read.
+#[derive(Args)]
+#[command(
+    verbatim_doc_comment,
+    after_help = "Examples:\n  shmguard ls --human\n  shmguard ls --orphans --json | jq '.[].shmid'"
+)]
+struct LsCmd {
+    /// Only orphans: no process attached, creator gone, not marked
+    #[arg(long)]
+    orphans: bool,
+
+    /// Print a JSON array of objects
+    ///
+    /// Fields: key, shmid, owner, uid, gid, cuid, cgid, mode, size, nattch,
+    /// cpid, lpid, creator_command, creator_alive, dest, locked, ctime, age,
+    /// orphan.
+    #[arg(long, verbatim_doc_comment)]
+    json: bool,
+
+    /// Sizes as 4.0K, 1.5M instead of bytes
+    #[arg(long)]
+    human: bool,
+}
+
+/// Remove your orphaned segments (a dry run unless --yes)
+///
+/// An orphan has no process attached, a creator that is gone, and is not
+/// already marked for removal. Only segments whose owner uid is your
+/// effective uid are considered (root too removes only its own); a segment
+/// in use is never touched. Each one is read again just before it is
+/// removed with IPC_RMID, and kept if it changed. Without --yes, prints
+/// what it would remove.
+///
+/// Exit status: 0; 1 when a removal failed; 2 without --orphans.
+#[derive(Args)]
+#[command(
+    verbatim_doc_comment,
+    override_usage = "shmguard clean --orphans [--older-than <DUR>] [--yes]",
+    after_help = "Examples:\n  shmguard clean --orphans\n  shmguard clean --orphans --older-than 2h --yes"
+)]
+struct CleanCmd {
+    /// Required: clean removes orphans only, and says so
+    #[arg(long)]
+    orphans: bool,
+
+    /// Only orphans older than DUR (30s, 10m, 2h, 7d)
+    ///
+    /// Age is the time since ctime. DUR is a number with s, m, h or d:
+    /// 30s, 10m, 2h, 7d (a bare number is seconds).
+    #[arg(long, value_name = "DUR", value_parser = table::parse_duration, verbatim_doc_comment)]
+    older_than: Option<u64>,
+
+    /// Remove them (without it, a dry run)
+    #[arg(short, long)]
+    yes: bool,
+}
+
+fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
+    let dir = cmd.log_dir;
+    let logs = logs::read(&dir)
+        .map_err(|e| Failure::new(1, format!("cannot read the logs in {}: {e}", dir.display())))?;
+    let rows = kernel::segments().unwrap_or_default();
+    let clock = Clock::read();
+    let report = report::analyze(
+        &logs,
+        &dir.display().to_string(),
+        KernelView::Now(&rows, kernel::ipc_namespace()),
+        &|cpid, ctime| clock.creator_alive(cpid, ctime),
+    );
+    if cmd.json {
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| Failure::new(1, e.to_string()))?;
+        println!("{text}");
+    } else {
+        if logs.processes.is_empty() {
+            println!(
+                "no logs in {} (no process made a shm call, or the logs went elsewhere)",
+                dir.display()
+            );
+        } else {
+            print!("{}", report::render_table(&report));
+            println!();
+        }
+        print!("{}", report::render_body(&report, ""));
+    }
+    Ok(if cmd.fail_on_leak && report.leaked() {
+        1
+    } else {
+        0
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(c) => run::run(run::RunArgs {
+            log_dir: c.log_dir,
+            fail_on_leak: c.fail_on_leak,
+            json: c.json,
+            options: c.options,
+            lib: c.lib,
+            output: c.output,
+            command: c.command,
+        }),
+        Command::Report(c) => report_cmd(c),
+        Command::Ls(c) => segments::ls(c.orphans, c.json, c.human),
+        Command::Clean(c) => segments::clean(c.orphans, c.older_than, c.yes),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(f) => {
+            eprintln!("shmguard: {}", f.message);
+            ExitCode::from(f.code.clamp(1, 255) as u8)
+        }
+    }
 }

@@ -1,0 +1,261 @@
+//! `shmguard ls` and `shmguard clean`: the kernel's segments, with their
+//! creator's command and whether that creator still lives; removing the
+//! calling user's orphans.
+#![forbid(unsafe_code)]
+
+use serde::Serialize;
+
+use crate::Failure;
+use crate::kernel::{self, Clock, SHM_DEST, SHM_LOCKED, SegmentRow, Users};
+use crate::os;
+use crate::table::{self, human_age, human_size};
+
+/// One segment, as `ls` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    /// The key in hex, `0x00001234` (`0x00000000` for IPC_PRIVATE and for
+    /// segments marked for removal).
+    pub key: String,
+    pub shmid: i32,
+    /// The owner's name (or uid).
+    pub owner: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub cuid: u32,
+    pub cgid: u32,
+    /// Permission bits in octal, `0600`.
+    pub mode: String,
+    pub size: u64,
+    pub nattch: u64,
+    /// The creator's pid.
+    pub cpid: u32,
+    /// The pid of the last shmat/shmdt.
+    pub lpid: u32,
+    /// The creator's /proc/PID/comm while it lives; `null` once it is gone.
+    pub creator_command: Option<String>,
+    /// The creator runs (its pid exists and started before the segment was
+    /// created: a reused pid does not count).
+    pub creator_alive: bool,
+    /// Marked for removal (`IPC_RMID` done, still attached).
+    pub dest: bool,
+    /// Locked in memory (`SHM_LOCK`).
+    pub locked: bool,
+    /// `ctime`: creation, or the last `IPC_SET` (seconds since the epoch).
+    pub ctime: i64,
+    /// Seconds since `ctime`.
+    pub age: i64,
+    /// No process attached, creator gone, not marked for removal.
+    pub orphan: bool,
+}
+
+impl Entry {
+    pub fn from_row(row: &SegmentRow, users: &Users, clock: &Clock, now: i64) -> Self {
+        let stat = kernel::proc_stat(row.cpid);
+        let alive = stat
+            .as_ref()
+            .is_some_and(|s| clock.is_creator(s, row.ctime));
+        let creator_command = if alive {
+            kernel::comm(row.cpid).or_else(|| stat.map(|s| s.comm))
+        } else {
+            None
+        };
+        let dest = row.mode & SHM_DEST != 0;
+        Self {
+            key: kernel::key_hex(row.key),
+            shmid: row.shmid,
+            owner: users.name(row.uid),
+            uid: row.uid,
+            gid: row.gid,
+            cuid: row.cuid,
+            cgid: row.cgid,
+            mode: kernel::mode_octal(row.mode),
+            size: row.size,
+            nattch: row.nattch,
+            cpid: row.cpid,
+            lpid: row.lpid,
+            creator_command,
+            creator_alive: alive,
+            dest,
+            locked: row.mode & SHM_LOCKED != 0,
+            ctime: row.ctime,
+            age: now - row.ctime,
+            orphan: row.nattch == 0 && !alive && !dest,
+        }
+    }
+
+    fn status(&self) -> String {
+        let mut s = Vec::new();
+        if self.dest {
+            s.push("dest");
+        }
+        if self.locked {
+            s.push("locked");
+        }
+        if self.orphan {
+            s.push("orphan");
+        }
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.join(",")
+        }
+    }
+}
+
+fn entries() -> Result<Vec<Entry>, Failure> {
+    let rows = kernel::segments()
+        .map_err(|e| Failure::new(1, format!("cannot read /proc/sysvipc/shm: {e}")))?;
+    let users = Users::read();
+    let clock = Clock::read();
+    let now = kernel::now_secs();
+    Ok(rows
+        .iter()
+        .map(|r| Entry::from_row(r, &users, &clock, now))
+        .collect())
+}
+
+/// `shmguard ls`.
+pub fn ls(orphans: bool, json: bool, human: bool) -> Result<i32, Failure> {
+    let list: Vec<Entry> = entries()?
+        .into_iter()
+        .filter(|e| !orphans || e.orphan)
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).map_err(|e| Failure::new(1, e.to_string()))?
+        );
+        return Ok(0);
+    }
+    let header = [
+        "KEY", "SHMID", "OWNER", "PERMS", "SIZE", "NATTCH", "CPID", "CREATOR", "STATUS", "AGE",
+        "COMMAND",
+    ];
+    let rows: Vec<[String; 11]> = list
+        .iter()
+        .map(|e| {
+            [
+                e.key.clone(),
+                e.shmid.to_string(),
+                e.owner.clone(),
+                format!("{:o}", u32::from_str_radix(&e.mode, 8).unwrap_or(0)),
+                if human {
+                    human_size(e.size)
+                } else {
+                    e.size.to_string()
+                },
+                e.nattch.to_string(),
+                e.cpid.to_string(),
+                if e.creator_alive { "alive" } else { "gone" }.to_owned(),
+                e.status(),
+                human_age(e.age),
+                e.creator_command.clone().unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect();
+    // Key, shmid, owner and perms read left to right; numbers align right.
+    print!("{}", table::render(&header, &rows, 0));
+    Ok(0)
+}
+
+/// `shmguard clean`.
+pub fn clean(orphans: bool, older_than: Option<u64>, yes: bool) -> Result<i32, Failure> {
+    if !orphans {
+        return Err(Failure::new(
+            2,
+            "clean removes only orphaned segments and needs --orphans to say so \
+             (no process attached, creator gone, not marked for removal); see shmguard clean --help"
+                .to_owned(),
+        ));
+    }
+    let euid = os::euid();
+    let all = entries()?;
+    let (mine, others): (Vec<&Entry>, Vec<&Entry>) = all
+        .iter()
+        .filter(|e| e.orphan && older_than.is_none_or(|d| e.age > d as i64))
+        .partition(|e| e.uid == euid);
+    let describe = |e: &Entry| {
+        format!(
+            "shmid={} key={} size={} owner={} created by pid {}, {} old",
+            e.shmid,
+            e.key,
+            e.size,
+            e.owner,
+            e.cpid,
+            human_age(e.age)
+        )
+    };
+    let age_note = older_than
+        .map(|s| format!(" older than {}", human_age(s as i64)))
+        .unwrap_or_default();
+    let mut failed = 0;
+    let mut removed = 0;
+    if !yes {
+        for e in &mine {
+            println!("would remove {}", describe(e));
+        }
+    } else {
+        let clock = Clock::read();
+        for e in &mine {
+            match remove_if_still_orphan(e, euid, &clock) {
+                Ok(true) => {
+                    removed += 1;
+                    println!("removed {}", describe(e));
+                }
+                Ok(false) => println!(
+                    "kept shmid={}: it changed since it was listed (attached, removed or replaced)",
+                    e.shmid
+                ),
+                Err(why) => {
+                    failed += 1;
+                    eprintln!("shmguard: cannot remove shmid={}: {why}", e.shmid);
+                }
+            }
+        }
+    }
+    let users = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} orphaned segment(s) of other users left alone",
+            others.len()
+        )
+    };
+    if !yes {
+        if mine.is_empty() {
+            println!("no orphaned segments of uid {euid}{age_note} to remove{users}");
+        } else {
+            println!(
+                "dry run: {} orphaned segment(s) of uid {euid}{age_note} would be removed{users}; \
+                 run again with --yes to remove them",
+                mine.len()
+            );
+        }
+    } else {
+        println!("removed {removed} orphaned segment(s) of uid {euid}{age_note}{users}");
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// Removes `e` if, read again just now, it is still the same segment (same
+/// shmid, creator and ctime), still ours, still an orphan. The kernel has no
+/// "remove if unattached", so a process attaching in the instant between
+/// this check and `IPC_RMID` keeps its attachment and the segment goes away
+/// when it detaches.
+fn remove_if_still_orphan(e: &Entry, euid: u32, clock: &Clock) -> Result<bool, String> {
+    let rows = kernel::segments().map_err(|err| format!("cannot read /proc/sysvipc/shm: {err}"))?;
+    let Some(row) = rows.iter().find(|r| r.shmid == e.shmid) else {
+        return Ok(false);
+    };
+    let same = row.cpid == e.cpid && row.ctime == e.ctime;
+    let still_orphan =
+        row.nattch == 0 && row.mode & SHM_DEST == 0 && !clock.creator_alive(row.cpid, row.ctime);
+    if !(same && still_orphan && row.uid == euid) {
+        return Ok(false);
+    }
+    match shmguard::sys::shm_rmid(e.shmid) {
+        Ok(()) => Ok(true),
+        Err(libc::EINVAL | libc::EIDRM) => Ok(false),
+        Err(errno) => Err(std::io::Error::from_raw_os_error(errno).to_string()),
+    }
+}

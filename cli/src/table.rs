@@ -1,0 +1,145 @@
+//! Plain-text tables and human-readable quantities.
+#![forbid(unsafe_code)]
+
+/// Renders a table with a header row; columns before `text_from` are
+/// right-aligned (numbers), the rest left-aligned; the last column is not
+/// padded.
+pub fn render<const N: usize>(
+    header: &[&str; N],
+    rows: &[[String; N]],
+    text_from: usize,
+) -> String {
+    let mut width = [0usize; N];
+    for (i, h) in header.iter().enumerate() {
+        width[i] = h.chars().count();
+    }
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            width[i] = width[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            let pad = width[i].saturating_sub(cell.chars().count());
+            if i < text_from {
+                s.extend(std::iter::repeat_n(' ', pad));
+                s.push_str(cell);
+            } else {
+                s.push_str(cell);
+                if i + 1 < N {
+                    s.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// A size as `ls -h` prints it: `512B`, `4.0K`, `1.5M`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value >= 10.0 {
+        format!("{:.0}{}", value, UNITS[unit])
+    } else {
+        format!("{:.1}{}", value, UNITS[unit])
+    }
+}
+
+/// An age in its largest whole unit: `45s`, `12m`, `3h`, `2d`.
+pub fn human_age(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+/// Parses a duration: a number and a unit, `s`, `m`, `h` or `d` (a bare
+/// number is seconds): `30s`, `10m`, `2h`, `7d`.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (use 30s, 10m, 2h or 7d)"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => {
+            return Err(format!(
+                "unknown unit '{unit}' in '{text}' (use s, m, h or d: 30s, 10m, 2h, 7d)"
+            ));
+        }
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("'{text}' is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(1023), "1023B");
+        assert_eq!(human_size(4096), "4.0K");
+        assert_eq!(human_size(1536 * 1024), "1.5M");
+        assert_eq!(human_size(64 << 20), "64M");
+        assert_eq!(human_size(3 << 30), "3.0G");
+    }
+
+    #[test]
+    fn ages_and_durations() {
+        assert_eq!(human_age(45), "45s");
+        assert_eq!(human_age(600), "10m");
+        assert_eq!(human_age(7200), "2h");
+        assert_eq!(human_age(86400 * 7), "7d");
+        assert_eq!(parse_duration("30s"), Ok(30));
+        assert_eq!(parse_duration("10m"), Ok(600));
+        assert_eq!(parse_duration("2h"), Ok(7200));
+        assert_eq!(parse_duration("7d"), Ok(604800));
+        assert_eq!(parse_duration("15"), Ok(15));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = render(
+            &["ID", "NAME"],
+            &[["1".into(), "a".into()], ["100".into(), "bb".into()]],
+            1,
+        );
+        assert_eq!(t, " ID  NAME\n  1  a\n100  bb\n");
+    }
+}
