@@ -264,7 +264,7 @@ pub extern "C" fn shmguard_version() -> *const c_char {
 /// loader lets us (priority 101 sorts before default constructors when
 /// linked statically).
 extern "C" fn on_load() {
-    runtime::ensure_init();
+    runtime::on_load();
 }
 
 /// Runs last: after `atexit` handlers and the program's destructors, so

@@ -72,8 +72,12 @@ impl LogFile {
         self.base.load(Ordering::Acquire) != 0
     }
 
-    /// Creates `path` (mode 0600, truncating), maps it and writes `first`
-    /// (the start event) before any other append can see the file.
+    /// Opens or creates `path` (mode 0600), maps it and appends `first` (the
+    /// start event) before any other append can see the file.
+    ///
+    /// An existing file is appended to, never truncated: after `exec` the
+    /// new program image has the same pid, hence the same path, and the old
+    /// image's events (which it had no chance to trim) must stay.
     pub fn open(&self, path: &core::ffi::CStr, first: &[u8]) -> Result<(), Errno> {
         let _guard = self.grow.lock();
         if self.is_open() {
@@ -83,7 +87,7 @@ impl LogFile {
         let fd = unsafe {
             libc::open(
                 path.as_ptr(),
-                libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW,
                 0o600,
             )
         };
@@ -91,11 +95,17 @@ impl LogFile {
             return Err(sys::errno());
         }
         let fd = move_high(fd);
-        let Some((dev, ino)) = sys::fd_identity(fd) else {
+        let Some((dev, ino, size)) = sys::fd_stat(fd) else {
             // SAFETY: `fd` is ours.
             unsafe { libc::close(fd) };
             return Err(libc::EBADF);
         };
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if size >= CAPACITY {
+            // SAFETY: `fd` is ours.
+            unsafe { libc::close(fd) };
+            return Err(libc::EFBIG);
+        }
         {
             let mut saved = self.path.lock();
             saved.clear();
@@ -124,23 +134,38 @@ impl LogFile {
             unsafe { libc::close(fd) };
             return Err(e);
         }
+        // What an earlier image of this process left: its last event ends
+        // at the last byte that is not preallocated padding.
+        // SAFETY: [base, base + size) maps the file's existing bytes.
+        let old = unsafe { core::slice::from_raw_parts(base as *const u8, size) };
+        let start = old.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        // A torn last line (killed mid-copy): end it before ours.
+        let torn = start > 0 && old[start - 1] != b'\n';
+        let lead = usize::from(torn);
         // `first` is reserved before the file is published, and with `len`
-        // at 0 every other append waits in `grow_to` for our lock, so the
-        // start event is always the file's first line.
+        // not covering it every other append waits in `grow_to` for our
+        // lock, so the start event comes before this image's other events.
+        let end = start + lead + first.len();
         self.fd.store(fd, Ordering::Relaxed);
-        self.pos.store(first.len(), Ordering::Relaxed);
-        self.len.store(0, Ordering::Relaxed);
+        self.pos.store(end, Ordering::Relaxed);
+        self.len.store(size.min(start), Ordering::Relaxed);
         self.base.store(base as usize, Ordering::Release);
-        if let Err(e) = self.grow_locked(first.len()) {
+        if let Err(e) = self.grow_locked(end) {
             self.pos.store(CLOSED, Ordering::Relaxed);
             return Err(match e {
                 AppendError::Grow(errno) => errno,
                 _ => libc::ENOSPC,
             });
         }
-        // SAFETY: [base, base + first.len()) is mapped, backed (grown just
+        // SAFETY: [base + start, base + end) is mapped, backed (grown just
         // now) and reserved for us (pos was set past it before publishing).
-        unsafe { core::ptr::copy_nonoverlapping(first.as_ptr(), base as *mut u8, first.len()) };
+        unsafe {
+            let at = base.cast::<u8>().add(start);
+            if torn {
+                *at = b'\n';
+            }
+            core::ptr::copy_nonoverlapping(first.as_ptr(), at.add(lead), first.len());
+        }
         Ok(())
     }
 
@@ -317,6 +342,7 @@ mod tests {
     fn temp(name: &str) -> (std::path::PathBuf, CString) {
         let path =
             std::env::temp_dir().join(format!("shmguard-logfile-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
         let c = CString::new(path.to_str().unwrap()).unwrap();
         (path, c)
     }
@@ -370,6 +396,26 @@ mod tests {
         unsafe { libc::close(fd) };
         std::fs::remove_file(&path).unwrap();
         std::fs::remove_file(&other).unwrap();
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "file mappings are not emulated by Miri")]
+    fn a_new_image_appends_after_the_old_ones_events() {
+        let (path, c) = temp("exec");
+        // The image before exec: it never closes (exec skips the exit
+        // check), so its file ends in preallocated NULs, and its last line
+        // was torn by a kill.
+        let before = LogFile::new();
+        before.open(&c, b"start 1\n").unwrap();
+        before.append(b"call 1\n").unwrap();
+        before.append(b"cut").unwrap();
+        let after = LogFile::new();
+        after.open(&c, b"start 2\n").unwrap();
+        after.append(b"call 2\n").unwrap();
+        after.close();
+        let data = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(data, b"start 1\ncall 1\ncut\nstart 2\ncall 2\n");
     }
 
     #[test]

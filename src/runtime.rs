@@ -9,19 +9,20 @@
 use core::cell::{Cell, RefCell};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 
 use crate::error::{SENTENCE_CAP, Sentence};
 use crate::options::{self, Options};
 use crate::registry::REGISTRY;
 use crate::sys;
 
-const UNINIT: u8 = 0;
-const RUNNING: u8 = 1;
-const READY: u8 = 2;
-
-static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static OPTIONS: OnceLock<Options> = OnceLock::new();
+/// Option warnings, printed at the first call (see [`on_load`]).
+static WARNINGS: OnceLock<Vec<String>> = OnceLock::new();
+/// A call has been made: warnings are out, the exit check has work.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static LOADED: Once = Once::new();
+static ACTIVATED: Once = Once::new();
 static PID: AtomicU32 = AtomicU32::new(0);
 static PPID: AtomicU32 = AtomicU32::new(0);
 /// `options().verbosity`, kept apart for the hot path.
@@ -40,55 +41,63 @@ thread_local! {
         const { RefCell::new((false, [0; SENTENCE_CAP + 1])) };
 }
 
-/// Initialises once; cheap when already done (one atomic load).
+/// What the library's constructor does: learn the pid, register the fork
+/// handlers and apply `SHMGUARD_OPTIONS` (guard pages install their fault
+/// hook here, before the program sets handlers of its own). Warnings about
+/// the options wait for the first call, so a process that never touches
+/// shared memory (most of a `make check` tree under LD_PRELOAD, or the
+/// shmguard command itself, which links this crate) prints nothing.
+pub fn on_load() {
+    LOADED.call_once(|| {
+        PID.store(sys::getpid(), Ordering::Relaxed);
+        PPID.store(sys::getppid(), Ordering::Relaxed);
+        crate::fail_open((), || {
+            let raw = sys::getenv(c"SHMGUARD_OPTIONS").unwrap_or_default();
+            let (options, warnings) = options::parse(raw);
+            VERBOSITY.store(options.verbosity, Ordering::Relaxed);
+            STRICT.store(options.policy == options::Policy::Strict, Ordering::Relaxed);
+            if options.log_path.is_some() {
+                crate::audit::enable();
+            }
+            if options.guard_pages {
+                crate::guard::enable();
+            }
+            if options.stacks {
+                crate::stacks::enable();
+            }
+            if !options.fault.is_empty() {
+                crate::fault::arm();
+            }
+            let _ = OPTIONS.set(options);
+            let _ = WARNINGS.set(warnings);
+        });
+        sys::register_atfork(fork_prepare, fork_parent, fork_child);
+    });
+}
+
+/// Whether any call has been made (and so the exit check may have work).
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Acquire)
+}
+
+/// Makes sure the library is loaded and the option warnings printed; one
+/// atomic load once done. The first call may come from another library's
+/// constructor, before ours has run.
 pub fn ensure_init() {
-    if STATE.load(Ordering::Acquire) != READY {
-        init_slow();
+    if !ACTIVE.load(Ordering::Acquire) {
+        activate();
     }
 }
 
 #[cold]
-fn init_slow() {
-    match STATE.compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire) {
-        Ok(_) => {
-            PID.store(sys::getpid(), Ordering::Relaxed);
-            PPID.store(sys::getppid(), Ordering::Relaxed);
-            crate::fail_open((), || {
-                let raw = sys::getenv(c"SHMGUARD_OPTIONS").unwrap_or_default();
-                let (options, warnings) = options::parse(raw);
-                for w in &warnings {
-                    say(format_args!("warning: SHMGUARD_OPTIONS: {w}"));
-                }
-                VERBOSITY.store(options.verbosity, Ordering::Relaxed);
-                STRICT.store(
-                    options.policy == crate::options::Policy::Strict,
-                    Ordering::Relaxed,
-                );
-                if options.log_path.is_some() {
-                    crate::audit::enable();
-                }
-                if options.guard_pages {
-                    crate::guard::enable();
-                }
-                if options.stacks {
-                    crate::stacks::enable();
-                }
-                if !options.fault.is_empty() {
-                    crate::fault::arm();
-                }
-                let _ = OPTIONS.set(options);
-            });
-            sys::register_atfork(fork_prepare, fork_parent, fork_child);
-            STATE.store(READY, Ordering::Release);
+fn activate() {
+    on_load();
+    ACTIVATED.call_once(|| {
+        for w in WARNINGS.get().map(Vec::as_slice).unwrap_or_default() {
+            say(format_args!("warning: SHMGUARD_OPTIONS: {w}"));
         }
-        Err(_) => {
-            // Another thread is initialising: wait, it takes microseconds.
-            while STATE.load(Ordering::Acquire) != READY {
-                core::hint::spin_loop();
-                std::thread::yield_now();
-            }
-        }
-    }
+        ACTIVE.store(true, Ordering::Release);
+    });
 }
 
 /// The options in force (defaults until initialised).

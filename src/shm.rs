@@ -517,6 +517,9 @@ pub fn write_report(fd: i32, findings: &[Finding]) -> usize {
 /// The exit check, run from the library's destructor: after the program's
 /// `atexit` handlers and destructors, and only on a normal exit.
 pub fn at_exit() {
+    if !runtime::active() {
+        return; // no call was made: nothing to check
+    }
     let options = runtime::options();
     if !options.leak_check && !audit::enabled() {
         return;
