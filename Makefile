@@ -49,8 +49,10 @@ build:
 test: build test-rust test-c check-header check-symbols check-install
 	@echo "make test: all passed"
 
-# Unit tests of the safe core, and the C suite against the debug build.
+# Unit tests of the safe core, and the C suite against the debug build
+# (cargo test alone does not refresh target/debug/libshmguard.so).
 test-rust:
+	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 
 # The C suite against the release build.

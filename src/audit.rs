@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::diagnose::{AtFlags, Cmd, GetFlags, Key};
 use crate::error::{ErrnoName, Sentence};
+use crate::event::Buf;
 use crate::leak::Finding;
 use crate::lock::Locked;
 use crate::logfile::{AppendError, LogFile};
@@ -138,128 +139,122 @@ pub struct Extra {
     pub key: Option<i32>,
 }
 
-/// A JSON string literal, escaped.
-struct Json<'a>(&'a [u8]);
+/// The fields every event starts with.
+fn header(o: &mut Buf, kind: &str) {
+    o.raw(b"{\"v\":");
+    o.dec(u64::from(SCHEMA_VERSION));
+    o.raw(b",\"event\":\"");
+    o.raw(kind.as_bytes());
+    o.raw(b"\",\"pid\":");
+    o.dec(u64::from(runtime::pid()));
+    o.raw(b",\"ppid\":");
+    o.dec(u64::from(runtime::ppid()));
+    o.raw(b",\"tid\":");
+    o.dec(u64::from(runtime::tid()));
+    o.raw(b",\"ts_ns\":");
+    o.dec(sys::now_ns());
+}
 
-impl fmt::Display for Json<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_char('"')?;
-        for chunk in self.0.utf8_chunks() {
-            for c in chunk.valid().chars() {
-                match c {
-                    '"' => f.write_str("\\\"")?,
-                    '\\' => f.write_str("\\\\")?,
-                    '\n' => f.write_str("\\n")?,
-                    '\r' => f.write_str("\\r")?,
-                    '\t' => f.write_str("\\t")?,
-                    c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
-                    c => f.write_char(c)?,
+fn write_args(o: &mut Buf, call: &Call<'_>) {
+    match *call {
+        Call::Shmget { key, size, flags } => {
+            o.raw(b"\"args\":{\"key\":\"");
+            o.hex(u64::from(key as u32), 8);
+            o.raw(b"\",\"size\":");
+            o.dec(size as u64);
+            let _ = write!(o, ",\"shmflg\":\"{}\"}}", GetFlags(flags));
+        }
+        Call::Shmat { shmid, addr, flags } => {
+            o.raw(b"\"args\":{\"shmid\":");
+            o.int(shmid.into());
+            o.raw(b",\"shmaddr\":");
+            o.addr(addr);
+            if flags == 0 {
+                o.raw(b",\"shmflg\":\"0\"}");
+            } else {
+                let _ = write!(o, ",\"shmflg\":\"{}\"}}", AtFlags(flags));
+            }
+        }
+        Call::Shmdt { addr } => {
+            o.raw(b"\"args\":{\"shmaddr\":");
+            o.addr(addr);
+            o.raw(b"}");
+        }
+        Call::Shmctl { shmid, cmd, buf } => {
+            o.raw(b"\"args\":{\"shmid\":");
+            o.int(shmid.into());
+            o.raw(b",\"cmd\":");
+            match Cmd(cmd).name() {
+                Some(name) => {
+                    o.raw(b"\"");
+                    o.raw(name.as_bytes());
+                    o.raw(b"\"");
+                }
+                None => o.int(cmd.into()),
+            }
+            o.raw(b",\"buf\":");
+            o.addr(buf);
+            o.raw(b"}");
+        }
+        Call::Ftok { path, id } => {
+            o.raw(b"\"args\":{\"path\":");
+            o.string(path);
+            o.raw(b",\"id\":");
+            o.int(id.into());
+            o.raw(b"}");
+        }
+    }
+}
+
+fn call_event(o: &mut Buf, call: &Call<'_>, outcome: &Result<(Ret, Extra), (Errno, &Sentence)>) {
+    header(o, "call");
+    o.raw(b",\"call\":\"");
+    o.raw(call.name().as_bytes());
+    o.raw(b"\",");
+    write_args(o, call);
+    match *outcome {
+        Ok((ret, extra)) => {
+            o.raw(b",\"ret\":");
+            match ret {
+                Ret::Int(n) => o.int(n),
+                Ret::Addr(a) => {
+                    o.raw(b"\"");
+                    o.hex(a as u64, 1);
+                    o.raw(b"\"");
                 }
             }
-            if !chunk.invalid().is_empty() {
-                f.write_char('\u{fffd}')?;
+            o.raw(b",\"errno\":null");
+            if let Some(created) = extra.created {
+                o.raw(if created {
+                    b",\"created\":true"
+                } else {
+                    b",\"created\":false"
+                });
+            }
+            if let Some(size) = extra.size {
+                o.raw(b",\"size\":");
+                o.dec(size as u64);
+            }
+            if let Some(shmid) = extra.shmid {
+                o.raw(b",\"shmid\":");
+                o.int(shmid.into());
+            }
+            if let Some(key) = extra.key {
+                o.raw(b",\"key\":\"");
+                o.hex(u64::from(key as u32), 8);
+                o.raw(b"\"");
             }
         }
-        f.write_char('"')
-    }
-}
-
-/// An address in JSON: `"0x7f.."`, or `null` for NULL.
-struct JsonAddr(usize);
-
-impl fmt::Display for JsonAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 == 0 {
-            f.write_str("null")
-        } else {
-            write!(f, "\"{:#x}\"", self.0)
+        Err((errno, detail)) => {
+            o.raw(match call {
+                Call::Shmat { .. } => b",\"ret\":\"0xffffffffffffffff\"",
+                _ => b",\"ret\":-1",
+            });
+            let _ = write!(o, ",\"errno\":\"{}\",\"detail\":", ErrnoName(errno));
+            o.string(detail.as_str().as_bytes());
         }
     }
-}
-
-/// Anything Display, as a JSON string.
-struct JsonText<T>(T);
-
-impl<T: fmt::Display> fmt::Display for JsonText<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Our own renderings (flags, keys, errno names) need no escaping.
-        write!(f, "\"{}\"", self.0)
-    }
-}
-
-/// One event in a stack buffer; an event that would not fit is dropped
-/// whole rather than written cut (it would not parse).
-struct Event {
-    buf: [u8; 2048],
-    len: usize,
-    overflow: bool,
-}
-
-impl Event {
-    fn new(kind: &str) -> Self {
-        let mut e = Self {
-            buf: [0; 2048],
-            len: 0,
-            overflow: false,
-        };
-        let _ = write!(
-            e,
-            "{{\"v\":{SCHEMA_VERSION},\"event\":\"{kind}\",\"pid\":{},\"ppid\":{},\"tid\":{},\"ts_ns\":{}",
-            runtime::pid(),
-            runtime::ppid(),
-            runtime::tid(),
-            sys::now_ns()
-        );
-        e
-    }
-
-    fn finish(mut self) -> Option<Self> {
-        let _ = self.write_str("}\n");
-        (!self.overflow).then_some(self)
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl fmt::Write for Event {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        if self.len + s.len() > self.buf.len() {
-            self.overflow = true;
-            return Err(fmt::Error);
-        }
-        self.buf[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
-        self.len += s.len();
-        Ok(())
-    }
-}
-
-fn write_args(e: &mut Event, call: &Call<'_>) -> fmt::Result {
-    match *call {
-        Call::Shmget { key, size, flags } => write!(
-            e,
-            "\"args\":{{\"key\":\"{}\",\"size\":{size},\"shmflg\":{}}}",
-            Key(key),
-            JsonText(GetFlags(flags))
-        ),
-        Call::Shmat { shmid, addr, flags } => write!(
-            e,
-            "\"args\":{{\"shmid\":{shmid},\"shmaddr\":{},\"shmflg\":{}}}",
-            JsonAddr(addr),
-            JsonText(AtFlags(flags))
-        ),
-        Call::Shmdt { addr } => write!(e, "\"args\":{{\"shmaddr\":{}}}", JsonAddr(addr)),
-        Call::Shmctl { shmid, cmd, buf } => {
-            write!(e, "\"args\":{{\"shmid\":{shmid},\"cmd\":")?;
-            match Cmd(cmd).name() {
-                Some(name) => write!(e, "\"{name}\"")?,
-                None => write!(e, "{cmd}")?,
-            }
-            write!(e, ",\"buf\":{}}}", JsonAddr(buf))
-        }
-        Call::Ftok { path, id } => write!(e, "\"args\":{{\"path\":{},\"id\":{id}}}", Json(path)),
-    }
+    o.raw(b"}\n");
 }
 
 /// Logs one call. `outcome` is the return value, or the errno and sentence.
@@ -268,44 +263,10 @@ pub fn call(call: &Call<'_>, outcome: Result<(Ret, Extra), (Errno, &Sentence)>) 
     if !enabled() || (!LOG.is_open() && !open()) {
         return;
     }
-    let mut e = Event::new("call");
-    let _ = write!(e, ",\"call\":\"{}\",", call.name());
-    let _ = write_args(&mut e, call);
-    let _ = match outcome {
-        Ok((ret, extra)) => {
-            let _ = match ret {
-                Ret::Int(n) => write!(e, ",\"ret\":{n},\"errno\":null"),
-                Ret::Addr(a) => write!(e, ",\"ret\":\"{a:#x}\",\"errno\":null"),
-            };
-            if let Some(created) = extra.created {
-                let _ = write!(e, ",\"created\":{created}");
-            }
-            if let Some(size) = extra.size {
-                let _ = write!(e, ",\"size\":{size}");
-            }
-            if let Some(shmid) = extra.shmid {
-                let _ = write!(e, ",\"shmid\":{shmid}");
-            }
-            match extra.key {
-                Some(key) => write!(e, ",\"key\":\"{}\"", Key(key)),
-                None => Ok(()),
-            }
-        }
-        Err((errno, detail)) => {
-            let ret = match call {
-                Call::Shmat { .. } => "\"0xffffffffffffffff\"",
-                _ => "-1",
-            };
-            write!(
-                e,
-                ",\"ret\":{ret},\"errno\":{},\"detail\":{}",
-                JsonText(ErrnoName(errno)),
-                Json(detail.as_str().as_bytes())
-            )
-        }
-    };
-    if let Some(e) = e.finish() {
-        append(e.bytes());
+    let mut o = Buf::new();
+    call_event(&mut o, call, &outcome);
+    if let Some(bytes) = o.bytes() {
+        append(bytes);
     }
 }
 
@@ -314,16 +275,74 @@ pub fn finding(rule: &str, call: &str, refused: bool, detail: &Sentence, stack: 
     if !enabled() || (!LOG.is_open() && !open()) {
         return;
     }
-    let mut e = Event::new("finding");
-    let _ = write!(
-        e,
-        ",\"rule\":\"{rule}\",\"call\":\"{call}\",\"refused\":{refused},\"detail\":{}",
-        Json(detail.as_str().as_bytes())
-    );
-    let _ = write_stack(&mut e, stack);
-    if let Some(e) = e.finish() {
-        append(e.bytes());
+    let o = &mut Buf::new();
+    header(o, "finding");
+    o.raw(b",\"rule\":\"");
+    o.raw(rule.as_bytes());
+    o.raw(b"\",\"call\":\"");
+    o.raw(call.as_bytes());
+    o.raw(if refused {
+        b"\",\"refused\":true"
+    } else {
+        b"\",\"refused\":false"
+    });
+    o.raw(b",\"detail\":");
+    o.string(detail.as_str().as_bytes());
+    write_stack(o, stack);
+    o.raw(b"}\n");
+    if let Some(bytes) = o.bytes() {
+        append(bytes);
     }
+}
+
+fn write_finding(o: &mut Buf, f: &Finding) {
+    match *f {
+        Finding::Segment {
+            shmid,
+            key,
+            size,
+            mode,
+        }
+        | Finding::Note {
+            shmid,
+            key,
+            size,
+            mode,
+            ..
+        } => {
+            o.raw(b"{\"kind\":\"segment\",\"shmid\":");
+            o.int(shmid.into());
+            o.raw(b",\"key\":\"");
+            o.hex(u64::from(key as u32), 8);
+            o.raw(b"\",\"size\":");
+            o.dec(size as u64);
+            let _ = write!(o, ",\"mode\":\"0{mode:03o}\"");
+        }
+        Finding::Attachment {
+            shmid,
+            addr,
+            size,
+            readonly,
+        } => {
+            o.raw(b"{\"kind\":\"attachment\",\"shmid\":");
+            o.int(shmid.into());
+            o.raw(b",\"addr\":\"");
+            o.hex(addr as u64, 1);
+            o.raw(b"\",\"size\":");
+            o.dec(size as u64);
+            o.raw(if readonly {
+                b",\"readonly\":true"
+            } else {
+                b",\"readonly\":false"
+            });
+        }
+    }
+    if let Finding::Note { others, .. } = *f {
+        o.raw(b",\"others\":");
+        o.dec(others);
+    }
+    write_stack(o, &crate::stacks::frames(crate::leak::stack_owner(f)));
+    o.raw(b"}");
 }
 
 /// Logs the exit event with the leak check's findings, then closes the
@@ -332,85 +351,48 @@ pub fn exit(findings: &[Finding]) {
     if !enabled() || !LOG.is_open() {
         return;
     }
-    let mut e = Event::new("exit");
-    let list = |e: &mut Event, name: &str, leaks: bool| -> fmt::Result {
-        write!(e, ",\"{name}\":[")?;
-        let mut first = true;
-        for f in findings.iter().filter(|f| f.is_leak() == leaks) {
-            if !first {
-                e.write_char(',')?;
+    let o = &mut Buf::new();
+    header(o, "exit");
+    for (name, leaks) in [(&b",\"leaks\":["[..], true), (&b"],\"notes\":["[..], false)] {
+        o.raw(name);
+        for (i, f) in findings.iter().filter(|f| f.is_leak() == leaks).enumerate() {
+            if i > 0 {
+                o.raw(b",");
             }
-            first = false;
-            match *f {
-                Finding::Segment {
-                    shmid,
-                    key,
-                    size,
-                    mode,
-                }
-                | Finding::Note {
-                    shmid,
-                    key,
-                    size,
-                    mode,
-                    ..
-                } => write!(
-                    e,
-                    "{{\"kind\":\"segment\",\"shmid\":{shmid},\"key\":\"{}\",\"size\":{size},\"mode\":\"0{mode:03o}\"",
-                    Key(key)
-                )?,
-                Finding::Attachment {
-                    shmid,
-                    addr,
-                    size,
-                    readonly,
-                } => write!(
-                    e,
-                    "{{\"kind\":\"attachment\",\"shmid\":{shmid},\"addr\":\"{addr:#x}\",\"size\":{size},\"readonly\":{readonly}"
-                )?,
-            }
-            if let Finding::Note { others, .. } = *f {
-                write!(e, ",\"others\":{others}")?;
-            }
-            write_stack(e, &crate::stacks::frames(crate::leak::stack_owner(f)))?;
-            e.write_char('}')?;
+            write_finding(o, f);
         }
-        e.write_char(']')
-    };
-    let _ = list(&mut e, "leaks", true);
-    let _ = list(&mut e, "notes", false);
-    if let Some(e) = e.finish() {
-        append(e.bytes());
-    } else {
-        // Too many findings for one line: say so rather than lose the event.
-        let mut short = Event::new("exit");
-        let leaks = findings.iter().filter(|f| f.is_leak()).count();
-        let _ = write!(
-            short,
-            ",\"leaks\":[],\"notes\":[],\"leak_count\":{leaks},\"truncated\":true"
-        );
-        if let Some(short) = short.finish() {
-            append(short.bytes());
+    }
+    o.raw(b"]}\n");
+    match o.bytes() {
+        Some(bytes) => append(bytes),
+        None => {
+            // Out of memory for so many findings: say so rather than lose it.
+            let o = &mut Buf::new();
+            header(o, "exit");
+            o.raw(b",\"leaks\":[],\"notes\":[],\"leak_count\":");
+            o.dec(findings.iter().filter(|f| f.is_leak()).count() as u64);
+            o.raw(b",\"truncated\":true}\n");
+            if let Some(bytes) = o.bytes() {
+                append(bytes);
+            }
         }
     }
     LOG.close();
 }
 
 /// `,"stack":[...]`, when there is a stack.
-fn write_stack(e: &mut Event, stack: &[String]) -> fmt::Result {
+fn write_stack(o: &mut Buf, stack: &[String]) {
     if stack.is_empty() {
-        return Ok(());
+        return;
     }
-    e.write_str(",\"stack\":[")?;
+    o.raw(b",\"stack\":[");
     for (i, frame) in stack.iter().enumerate() {
-        write!(
-            e,
-            "{}{}",
-            if i > 0 { "," } else { "" },
-            Json(frame.as_bytes())
-        )?;
+        if i > 0 {
+            o.raw(b",");
+        }
+        o.string(frame.as_bytes());
     }
-    e.write_char(']')
+    o.raw(b"]");
 }
 
 fn append(bytes: &[u8]) {
@@ -471,43 +453,40 @@ fn expand_path(pattern: &str, pid: u32, out: &mut Vec<u8>) {
 }
 
 /// The start event: who this process is.
-fn start_event(out: &mut Vec<u8>) -> fmt::Result {
-    let head = Event::new("start");
-    out.extend_from_slice(head.bytes());
-    let mut w = VecWriter(out);
+fn start_event(o: &mut Buf) {
+    header(o, "start");
     let mut cmdline = Vec::new();
     let _ = sys::read_file(c"/proc/self/cmdline", &mut cmdline);
-    w.write_str(",\"argv\":[")?;
+    o.raw(b",\"argv\":[");
     for (i, arg) in cmdline
         .split(|&b| b == 0)
         .filter(|a| !a.is_empty())
         .enumerate()
     {
-        write!(w, "{}{}", if i > 0 { "," } else { "" }, Json(arg))?;
+        if i > 0 {
+            o.raw(b",");
+        }
+        o.string(arg);
     }
     let mut exe = [0u8; 4096];
     let exe = sys::readlink(c"/proc/self/exe", &mut exe).unwrap_or(b"");
     let (uid, euid) = sys::uid_euid();
-    write!(
-        w,
-        "],\"exe\":{},\"uid\":{uid},\"euid\":{euid},\"ipc_ns\":",
-        Json(exe)
-    )?;
+    o.raw(b"],\"exe\":");
+    o.string(exe);
+    o.raw(b",\"uid\":");
+    o.dec(uid.into());
+    o.raw(b",\"euid\":");
+    o.dec(euid.into());
+    o.raw(b",\"ipc_ns\":");
     match sys::inode_of(c"/proc/self/ns/ipc") {
-        Some(ino) => write!(w, "{ino}")?,
-        None => w.write_str("null")?,
+        Some(ino) => o.dec(ino),
+        None => o.raw(b"null"),
     }
-    writeln!(w, ",\"forked\":{}}}", FORKED.load(Ordering::Relaxed))
-}
-
-struct VecWriter<'a>(&'a mut Vec<u8>);
-
-impl fmt::Write for VecWriter<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.try_reserve(s.len()).map_err(|_| fmt::Error)?;
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
+    o.raw(if FORKED.load(Ordering::Relaxed) {
+        b",\"forked\":true}\n"
+    } else {
+        b",\"forked\":false}\n"
+    });
 }
 
 #[cold]
@@ -523,10 +502,11 @@ fn open() -> bool {
         return false;
     };
     let mut path = Vec::new();
-    let mut first = Vec::new();
+    let mut first = Buf::new();
     let built = crate::fail_open(false, || {
         expand_path(pattern, runtime::pid(), &mut path);
-        start_event(&mut first).is_ok()
+        start_event(&mut first);
+        first.bytes().is_some()
     });
     let Ok(cpath) = core::ffi::CStr::from_bytes_with_nul(&path) else {
         stop(format_args!(
@@ -538,7 +518,7 @@ fn open() -> bool {
         stop(format_args!("out of memory; logging disabled"));
         return false;
     }
-    match LOG.open(cpath, &first) {
+    match LOG.open(cpath, first.bytes().unwrap_or_default()) {
         Ok(()) => true,
         Err(errno) => {
             stop(format_args!(
@@ -578,6 +558,7 @@ pub fn fork_child() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Buf;
 
     #[test]
     fn paths_substitute_the_pid() {
@@ -592,38 +573,77 @@ mod tests {
         assert_eq!(out, b"1234567890/1234567890\0");
     }
 
-    #[test]
-    fn json_strings_are_escaped() {
-        let s = Json(b"a\"b\\c\nd\x01\xff").to_string();
-        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001\u{fffd}\"");
+    fn event(call: &Call<'_>, outcome: Result<(Ret, Extra), (Errno, &Sentence)>) -> String {
+        let mut h = Buf::new();
+        call_event(&mut h, call, &outcome);
+        String::from_utf8(h.bytes().unwrap().to_vec()).unwrap()
     }
 
     #[test]
     fn call_events_are_json() {
-        let mut e = Event::new("call");
-        let c = Call::Shmctl {
-            shmid: 3,
-            cmd: 99,
-            buf: 0x10,
-        };
-        e.write_str(",").unwrap();
-        write_args(&mut e, &c).unwrap();
-        let text = String::from_utf8(e.finish().unwrap().bytes().to_vec()).unwrap();
+        let text = event(
+            &Call::Shmctl {
+                shmid: 3,
+                cmd: 99,
+                buf: 0x10,
+            },
+            Ok((Ret::Int(0), Extra::default())),
+        );
         assert!(
             text.starts_with("{\"v\":1,\"event\":\"call\",\"pid\":"),
             "{text}"
         );
         assert!(
-            text.ends_with("\"args\":{\"shmid\":3,\"cmd\":99,\"buf\":\"0x10\"}}\n"),
+            text.ends_with(",\"call\":\"shmctl\",\"args\":{\"shmid\":3,\"cmd\":99,\"buf\":\"0x10\"},\"ret\":0,\"errno\":null}\n"),
+            "{text}"
+        );
+        let extra = Extra {
+            created: Some(true),
+            ..Extra::default()
+        };
+        let text = event(
+            &Call::Shmget {
+                key: -1,
+                size: 10,
+                flags: libc::IPC_CREAT | 0o600,
+            },
+            Ok((Ret::Int(7), extra)),
+        );
+        assert!(
+            text.ends_with("\"args\":{\"key\":\"0xffffffff\",\"size\":10,\"shmflg\":\"IPC_CREAT|0600\"},\"ret\":7,\"errno\":null,\"created\":true}\n"),
+            "{text}"
+        );
+        let mut detail = Sentence::new();
+        write!(detail, "a \"quoted\" reason").unwrap();
+        let text = event(
+            &Call::Shmat {
+                shmid: -1,
+                addr: 0,
+                flags: 0,
+            },
+            Err((libc::EINVAL, &detail)),
+        );
+        assert!(
+            text.ends_with("\"args\":{\"shmid\":-1,\"shmaddr\":null,\"shmflg\":\"0\"},\"ret\":\"0xffffffffffffffff\",\"errno\":\"EINVAL\",\"detail\":\"a \\\"quoted\\\" reason\"}\n"),
             "{text}"
         );
     }
 
     #[test]
-    fn oversized_events_are_dropped_whole() {
-        let mut e = Event::new("call");
-        let long = vec![b'x'; 4000];
-        let _ = write!(e, ",{}", Json(&long));
-        assert!(e.finish().is_none());
+    fn exit_findings_are_json() {
+        let mut h = Buf::new();
+        write_finding(
+            &mut h,
+            &Finding::Attachment {
+                shmid: 1,
+                addr: 0x7f00,
+                size: 10,
+                readonly: true,
+            },
+        );
+        assert_eq!(
+            String::from_utf8(h.bytes().unwrap().to_vec()).unwrap(),
+            "{\"kind\":\"attachment\",\"shmid\":1,\"addr\":\"0x7f00\",\"size\":10,\"readonly\":true}"
+        );
     }
 }

@@ -13,24 +13,29 @@ use libc::{key_t, size_t, ssize_t};
 use crate::error::Error;
 use crate::runtime;
 use crate::shm;
-use crate::sys::{self, Errno, UserPath};
+use crate::sys::{SavedErrno, UserPath};
 
 /// The C convention: on success the value and errno as the caller had it;
 /// on failure `failure`, errno set, and the sentence kept for the thread.
-fn finish<T>(saved: Errno, result: Result<T, Error>, failure: T) -> T {
+#[inline]
+fn finish<T>(saved: SavedErrno, result: Result<T, Error>, failure: T) -> T {
     match result {
         Ok(value) => {
-            sys::set_errno(saved);
+            saved.restore();
             value
         }
-        Err(e) => {
-            if !e.detail.is_empty() {
-                runtime::set_last_error(&e.detail);
-            }
-            sys::set_errno(e.errno);
-            failure
-        }
+        Err(e) => failed(saved, &e, failure),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn failed<T>(saved: SavedErrno, e: &Error, failure: T) -> T {
+    if !e.detail.is_empty() {
+        runtime::set_last_error(&e.detail);
+    }
+    saved.fail(e.errno);
+    failure
 }
 
 /// `shmat`'s failure value.
@@ -42,7 +47,7 @@ const MAP_FAILED: *mut c_void = usize::MAX as *mut c_void;
 /// or -1 with errno set; `shmguard_last_error()` then explains the failure.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_shmget(key: key_t, size: size_t, shmflg: c_int) -> c_int {
-    let saved = sys::errno();
+    let saved = SavedErrno::save();
     finish(saved, shm::shmget(key, size, shmflg), -1)
 }
 
@@ -57,7 +62,7 @@ pub extern "C" fn shmguard_shmat(
     shmaddr: *const c_void,
     shmflg: c_int,
 ) -> *mut c_void {
-    let saved = sys::errno();
+    let saved = SavedErrno::save();
     let result = shm::shmat(shmid, shmaddr.expose_provenance(), shmflg);
     finish(
         saved,
@@ -71,7 +76,7 @@ pub extern "C" fn shmguard_shmat(
 /// Same result and errno as `shmdt(2)`: 0, or -1 with errno set.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_shmdt(shmaddr: *const c_void) -> c_int {
-    let saved = sys::errno();
+    let saved = SavedErrno::save();
     finish(
         saved,
         shm::shmdt(shmaddr.expose_provenance()).map(|()| 0),
@@ -85,7 +90,7 @@ pub extern "C" fn shmguard_shmdt(shmaddr: *const c_void) -> c_int {
 /// untouched, so an invalid buffer fails with `EFAULT` as with libc.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_shmctl(shmid: c_int, cmd: c_int, buf: *mut libc::shmid_ds) -> c_int {
-    let saved = sys::errno();
+    let saved = SavedErrno::save();
     finish(saved, shm::shmctl(shmid, cmd, buf.expose_provenance()), -1)
 }
 
@@ -100,7 +105,7 @@ pub extern "C" fn shmguard_shmctl(shmid: c_int, cmd: c_int, buf: *mut libc::shmi
 /// `EFAULT`; it must otherwise point to a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmguard_ftok(pathname: *const c_char, proj_id: c_int) -> key_t {
-    let saved = sys::errno();
+    let saved = SavedErrno::save();
     // SAFETY: the pointer is the caller's path argument, as UserPath expects.
     let path = unsafe { UserPath::new(pathname) };
     finish(saved, shm::ftok(path, proj_id), -1)
@@ -154,7 +159,7 @@ pub extern "C" fn shmguard_last_error() -> *const c_char {
 /// exactly `addr`, or -1 with errno `EINVAL` if no attachment starts there.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_attachment_size(addr: *const c_void) -> ssize_t {
-    let saved = sys::errno();
+    let saved = SavedErrno::save();
     let result = shm::attachment_size(addr.expose_provenance());
     finish(saved, result.map(|n| n as ssize_t), -1)
 }
@@ -177,7 +182,7 @@ pub unsafe extern "C" fn shmguard_copy_to(
     src: *const c_void,
     len: size_t,
 ) -> c_int {
-    let saved = sys::errno();
+    let saved = SavedErrno::save();
     let result = shm::checked_range(shmaddr.expose_provenance(), off, len, true, src.is_null())
         .map(|dst| {
             if len > 0 {
@@ -214,7 +219,7 @@ pub unsafe extern "C" fn shmguard_copy_from(
     dst: *mut c_void,
     len: size_t,
 ) -> c_int {
-    let saved = sys::errno();
+    let saved = SavedErrno::save();
     let result = shm::checked_range(shmaddr.expose_provenance(), off, len, false, dst.is_null())
         .map(|src| {
             if len > 0 {
@@ -237,9 +242,9 @@ pub unsafe extern "C" fn shmguard_copy_from(
 /// The number of leaks this process would report if it exited now.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_leak_count() -> size_t {
-    let saved = sys::errno();
+    let saved = SavedErrno::save();
     let count = crate::leak::leak_count(&shm::findings());
-    sys::set_errno(saved);
+    saved.restore();
     count
 }
 
@@ -247,9 +252,9 @@ pub extern "C" fn shmguard_leak_count() -> size_t {
 /// ending with its SUMMARY line) and returns the number of leaks.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_leak_report(fd: c_int) -> c_int {
-    let saved = sys::errno();
+    let saved = SavedErrno::save();
     let count = shm::write_report(fd, &shm::findings());
-    sys::set_errno(saved);
+    saved.restore();
     c_int::try_from(count).unwrap_or(c_int::MAX)
 }
 

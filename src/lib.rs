@@ -20,6 +20,7 @@
 pub mod audit;
 pub mod diagnose;
 pub mod error;
+pub mod event;
 pub mod fault;
 pub mod ffi;
 pub mod guard;

@@ -172,17 +172,24 @@ fn parse_fault(spec: &str) -> Result<Vec<FaultRule>, String> {
     Ok(rules)
 }
 
-/// Keeps warnings about garbage input to one readable line.
+/// Keeps warnings about garbage input to one readable line: at most 64
+/// characters, control characters (a newline would break the line format)
+/// escaped.
 fn shorten(s: &str) -> String {
     const MAX: usize = 64;
-    if s.len() <= MAX {
-        return s.to_owned();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
-    let mut cut = MAX;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}...", &s[..cut])
+    out
 }
 
 #[cfg(test)]
@@ -239,6 +246,17 @@ mod tests {
         assert_eq!(o.exitcode, 7);
         assert_eq!(o.verbosity, 0);
         assert!(o.leak_check);
+    }
+
+    #[test]
+    fn warnings_stay_on_one_line() {
+        let (_, w) = parse(b"bogus\nleak_check=1:x\ty=2");
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w.iter().all(|w| !w.contains('\n') && !w.contains('\t')),
+            "{w:?}"
+        );
+        assert!(w[0].contains("bogus\\nleak_check"), "{w:?}");
     }
 
     #[test]

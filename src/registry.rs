@@ -135,6 +135,23 @@ impl Registry {
         self.shard(addr).lock().remove(&addr)
     }
 
+    /// Runs `unmap` (the kernel's `shmdt`) with the shard of `addr` locked,
+    /// and forgets the attachment there if it succeeds.
+    ///
+    /// The lock spans the system call on purpose: the moment the kernel
+    /// unmaps `addr`, another thread's `shmat` may get the same address, and
+    /// its new record must not be the one this detach removes. Holding the
+    /// shard makes that thread's insert wait for our removal.
+    pub fn detach_with<E>(
+        &self,
+        addr: usize,
+        unmap: impl FnOnce() -> Result<(), E>,
+    ) -> Result<Option<Attachment>, E> {
+        let mut map = self.shard(addr).lock();
+        unmap()?;
+        Ok(map.remove(&addr))
+    }
+
     /// The attachment that starts at `addr`.
     pub fn get(&self, addr: usize) -> Option<Attachment> {
         self.shard(addr).lock().get(&addr).copied()

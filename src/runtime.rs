@@ -34,6 +34,8 @@ thread_local! {
     /// Set while this thread is inside shmguard (a signal handler calling
     /// `shmat` in the middle of our own call must not take our locks again).
     static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// `BUSY` as it was when this thread called fork (see `fork_prepare`).
+    static BUSY_BEFORE_FORK: Cell<bool> = const { Cell::new(false) };
     /// This thread's id, once asked (gettid is a system call).
     static TID: Cell<u32> = const { Cell::new(0) };
     /// This thread's last diagnostic, NUL-terminated, and whether it is set.
@@ -244,7 +246,24 @@ pub fn say(args: fmt::Arguments<'_>) {
     sys::set_errno(saved);
 }
 
+/// Marks the forking thread busy from `prepare` until `parent`/`child`:
+/// holding every lock, it must not take one again from a signal handler
+/// that calls shmat/shmdt (it gets the kernel's answer without
+/// bookkeeping, as in any handler that interrupts shmguard).
+fn fork_busy(on: bool) {
+    let _ = BUSY.try_with(|busy| {
+        let _ = BUSY_BEFORE_FORK.try_with(|before| {
+            if on {
+                before.set(busy.replace(true));
+            } else {
+                busy.set(before.get());
+            }
+        });
+    });
+}
+
 extern "C" fn fork_prepare() {
+    fork_busy(true);
     crate::audit::fork_prepare();
     crate::stacks::lock_for_fork();
     REGISTRY.lock_all_for_fork();
@@ -254,6 +273,7 @@ extern "C" fn fork_parent() {
     REGISTRY.unlock_all_in_parent();
     crate::stacks::unlock_in_parent();
     crate::audit::fork_parent();
+    fork_busy(false);
 }
 
 extern "C" fn fork_child() {
@@ -264,6 +284,7 @@ extern "C" fn fork_child() {
     let _ = TID.try_with(|t| t.set(0));
     crate::fault::reset_after_fork();
     crate::audit::fork_child();
+    fork_busy(false);
 }
 
 #[cfg(test)]

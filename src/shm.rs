@@ -25,19 +25,25 @@ use crate::sys::{self, Errno, SHM_REMAP, UserPath};
 
 /// Traces (verbosity 2) and logs a successful call. `call` is built only
 /// when someone wants it: the default path costs two relaxed loads.
+#[inline]
 fn succeeded(call: impl FnOnce() -> Call<'static>, ret: Ret, extra: Extra) {
-    let trace = runtime::verbosity() >= 2;
-    if trace || audit::enabled() {
-        let call = call();
-        if trace {
-            say(format_args!("{call} = {ret}"));
-        }
-        audit::call(&call, Ok((ret, extra)));
+    if runtime::verbosity() >= 2 || audit::enabled() {
+        record_success(call(), ret, extra);
     }
+}
+
+#[inline(never)]
+fn record_success(call: Call<'_>, ret: Ret, extra: Extra) {
+    if runtime::verbosity() >= 2 {
+        say(format_args!("{call} = {ret}"));
+    }
+    audit::call(&call, Ok((ret, extra)));
 }
 
 /// Builds the error of a failed call: its sentence, printed at verbosity 1
 /// and logged.
+#[cold]
+#[inline(never)]
 fn failed(call: Call<'_>, errno: Errno, explain: impl FnOnce() -> Sentence) -> Error {
     let detail = fail_open(Sentence::new(), explain);
     if runtime::verbosity() >= 1 {
@@ -261,12 +267,14 @@ pub fn shmdt(addr: usize) -> Result<(), Error> {
     };
     let call = move || Call::Shmdt { addr };
     injected(CallKind::Shmdt, call)?;
-    match sys::shmdt(addr) {
-        Ok(()) => {
+    match REGISTRY.detach_with(addr, || sys::shmdt(addr)) {
+        Ok(record) => {
             let shmid = fail_open(None, || {
                 stacks::forget(stacks::Owner::Attachment(addr));
-                let a = REGISTRY.detach(addr)?;
-                guard::release(addr, &a, 0, 0);
+                let a = record?;
+                if a.guards != 0 {
+                    guard::release(addr, &a, 0, 0);
+                }
                 Some(a.shmid)
             });
             let extra = Extra {

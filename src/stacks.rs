@@ -22,6 +22,12 @@ pub enum Owner {
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static STACKS: Locked<Option<HashMap<Owner, Backtrace>>> = Locked::new(None);
+/// Held while std captures or resolves a backtrace. std does both under a
+/// global lock of its own, which a fork child would inherit locked if
+/// another thread was capturing at that moment; fork `prepare` takes this
+/// lock first, so no capture is ever half-way through a fork. Lock order:
+/// `CAPTURE`, then `STACKS`.
+static CAPTURE: Locked<()> = Locked::new(());
 
 /// At most this many frames are shown per stack.
 pub const MAX_FRAMES: usize = 16;
@@ -36,12 +42,21 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Captures the current stack for `owner`.
+/// Captures the current stack for `owner` (nothing unless `stacks=1`).
+#[inline]
 pub fn record(owner: Owner) {
-    if !enabled() {
-        return;
+    if enabled() {
+        record_now(owner);
     }
-    let trace = Backtrace::force_capture();
+}
+
+#[cold]
+#[inline(never)]
+fn record_now(owner: Owner) {
+    let trace = {
+        let _capturing = CAPTURE.lock();
+        Backtrace::force_capture()
+    };
     let mut map = STACKS.lock();
     let map = map.get_or_insert_with(HashMap::new);
     if map.try_reserve(1).is_ok() {
@@ -55,14 +70,24 @@ pub fn here() -> Vec<String> {
     if !enabled() {
         return Vec::new();
     }
-    caller_frames(&Backtrace::force_capture().to_string())
+    let text = {
+        let _capturing = CAPTURE.lock();
+        Backtrace::force_capture().to_string()
+    };
+    caller_frames(&text)
 }
 
 /// Drops the stack of `owner` (detached, or marked with IPC_RMID).
+#[inline]
 pub fn forget(owner: Owner) {
-    if !enabled() {
-        return;
+    if enabled() {
+        forget_now(owner);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn forget_now(owner: Owner) {
     if let Some(map) = STACKS.lock().as_mut() {
         map.remove(&owner);
     }
@@ -73,9 +98,12 @@ pub fn frames(owner: Owner) -> Vec<String> {
     if !enabled() {
         return Vec::new();
     }
-    let text = match STACKS.lock().as_ref().and_then(|m| m.get(&owner)) {
-        Some(trace) => trace.to_string(),
-        None => return Vec::new(),
+    let text = {
+        let _capturing = CAPTURE.lock();
+        match STACKS.lock().as_ref().and_then(|m| m.get(&owner)) {
+            Some(trace) => trace.to_string(),
+            None => return Vec::new(),
+        }
     };
     caller_frames(&text)
 }
@@ -132,17 +160,20 @@ pub fn caller_frames(text: &str) -> Vec<String> {
 
 /// Fork `prepare`.
 pub fn lock_for_fork() {
+    CAPTURE.lock_for_fork();
     STACKS.lock_for_fork();
 }
 
 /// Fork `parent`.
 pub fn unlock_in_parent() {
     STACKS.unlock_after_fork_parent();
+    CAPTURE.unlock_after_fork_parent();
 }
 
 /// Fork `child`.
 pub fn unlock_in_child() {
     STACKS.unlock_after_fork_child();
+    CAPTURE.unlock_after_fork_child();
 }
 
 #[cfg(test)]

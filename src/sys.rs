@@ -38,55 +38,161 @@ pub fn errno() -> Errno {
     unsafe { *libc::__errno_location() }
 }
 
+/// The caller's `errno`, kept across a call: one lookup of the thread's
+/// errno slot, then plain loads and stores.
+pub struct SavedErrno {
+    slot: *mut c_int,
+    value: c_int,
+}
+
+impl SavedErrno {
+    /// Remembers the current value.
+    #[inline]
+    pub fn save() -> Self {
+        // SAFETY: __errno_location returns this thread's errno slot, valid
+        // for the thread's lifetime (the value never leaves the thread).
+        let slot = unsafe { libc::__errno_location() };
+        // SAFETY: as above.
+        Self {
+            slot,
+            value: unsafe { *slot },
+        }
+    }
+
+    /// Puts the remembered value back (a successful call).
+    #[inline]
+    pub fn restore(&self) {
+        // SAFETY: `slot` is this thread's errno (see `save`).
+        unsafe { *self.slot = self.value }
+    }
+
+    /// Reports `errno` (a failed call).
+    #[inline]
+    pub fn fail(&self, errno: Errno) {
+        // SAFETY: as in `restore`.
+        unsafe { *self.slot = errno }
+    }
+}
+
 /// Sets this thread's `errno`.
 pub fn set_errno(value: Errno) {
     // SAFETY: as in `errno`.
     unsafe { *libc::__errno_location() = value }
 }
 
-/// Turns a raw `syscall(2)` return into a `Result`, reading errno on failure.
-fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
-    if ret == -1 { Err(errno()) } else { Ok(ret) }
+/// A raw system call with up to three arguments: the kernel's return value,
+/// where -4095..=-1 is a negated errno. It never touches `errno`, so the
+/// caller's value survives every successful call without a save/restore,
+/// and it costs no call into libc's `syscall()` wrapper.
+#[inline]
+fn raw_syscall3(nr: libc::c_long, a1: usize, a2: usize, a3: usize) -> isize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ret: isize;
+        // SAFETY: the x86_64 Linux system call convention: number in rax,
+        // arguments in rdi/rsi/rdx, result in rax; the instruction clobbers
+        // rcx and r11. The calls made here (shm*) take no pointer that we
+        // own; the kernel validates the caller's pointers.
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                inlateout("rax") nr as isize => ret,
+                in("rdi") a1,
+                in("rsi") a2,
+                in("rdx") a3,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        ret
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let ret: isize;
+        // SAFETY: the aarch64 Linux convention: number in x8, arguments and
+        // result in x0..x2; see the x86_64 branch for the pointers.
+        unsafe {
+            core::arch::asm!(
+                "svc 0",
+                in("x8") nr,
+                inlateout("x0") a1 as isize => ret,
+                in("x1") a2,
+                in("x2") a3,
+                options(nostack),
+            );
+        }
+        ret
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let saved = errno();
+        // SAFETY: as above, through libc's generic wrapper.
+        let ret = unsafe { libc::syscall(nr, a1, a2, a3) };
+        let ret = if ret == -1 {
+            -(errno() as isize)
+        } else {
+            ret as isize
+        };
+        set_errno(saved);
+        ret
+    }
 }
 
-/// `shmget(2)`.
-pub fn shmget(key: libc::key_t, size: usize, flags: c_int) -> Result<c_int, Errno> {
-    // SAFETY: shmget takes no pointers.
-    let ret = unsafe { libc::syscall(libc::SYS_shmget, key, size, flags) };
-    check(ret).map(|id| id as c_int)
-}
-
-/// `shmat(2)`. Returns the address of the attachment.
-///
-/// The kernel returns addresses as unsigned longs; failures are the values
-/// -4095..-1, which `syscall(2)` reports as -1 with errno set.
-pub fn shmat(shmid: c_int, addr: usize, flags: c_int) -> Result<usize, Errno> {
-    // SAFETY: the kernel validates the address; we never touch the mapping.
-    let ret = unsafe { libc::syscall(libc::SYS_shmat, shmid, addr, flags) };
-    if ret == -1 {
-        // A successful shmat can never return (void *)-1: that page is not
-        // mappable, so -1 is always a failure.
-        Err(errno())
+/// Splits a raw return into the value or the errno.
+#[inline]
+fn check(ret: isize) -> Result<usize, Errno> {
+    if (-4095..0).contains(&ret) {
+        Err(-ret as Errno)
     } else {
         Ok(ret as usize)
     }
 }
 
+/// `shmget(2)`.
+#[inline]
+pub fn shmget(key: libc::key_t, size: usize, flags: c_int) -> Result<c_int, Errno> {
+    // Arguments are passed as the kernel reads them: int key and flags.
+    check(raw_syscall3(
+        libc::SYS_shmget,
+        key as usize,
+        size,
+        flags as usize,
+    ))
+    .map(|id| id as c_int)
+}
+
+/// `shmat(2)`. Returns the address of the attachment (which may be 0: a
+/// segment attached at address 0 with `SHM_RND`).
+#[inline]
+pub fn shmat(shmid: c_int, addr: usize, flags: c_int) -> Result<usize, Errno> {
+    check(raw_syscall3(
+        libc::SYS_shmat,
+        shmid as usize,
+        addr,
+        flags as usize,
+    ))
+}
+
 /// `shmdt(2)`.
+#[inline]
 pub fn shmdt(addr: usize) -> Result<(), Errno> {
-    // SAFETY: the kernel validates the address.
-    let ret = unsafe { libc::syscall(libc::SYS_shmdt, addr) };
-    check(ret).map(drop)
+    check(raw_syscall3(libc::SYS_shmdt, addr, 0, 0)).map(drop)
 }
 
 /// `shmctl(2)` with the caller's buffer, passed through as an address.
 ///
 /// `buf` is never dereferenced here: the kernel checks it and fails with
 /// `EFAULT` when it is not accessible, exactly as for a plain libc call.
+#[inline]
 pub fn shmctl(shmid: c_int, cmd: c_int, buf: usize) -> Result<c_int, Errno> {
-    // SAFETY: the kernel validates `buf` (copy_to_user/copy_from_user).
-    let ret = unsafe { libc::syscall(libc::SYS_shmctl, shmid, cmd, buf) };
-    check(ret).map(|r| r as c_int)
+    check(raw_syscall3(
+        libc::SYS_shmctl,
+        shmid as usize,
+        cmd as usize,
+        buf,
+    ))
+    .map(|r| r as c_int)
 }
 
 /// `shmctl(shmid, IPC_STAT)` into a buffer of our own.
@@ -273,11 +379,18 @@ pub fn flush_and_exit(code: c_int) -> ! {
     }
 }
 
-/// The system page size.
+/// The system page size, asked once.
 pub fn page_size() -> usize {
+    static PAGE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    let cached = PAGE.load(core::sync::atomic::Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(n).unwrap_or(4096)
+    let n = usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096);
+    PAGE.store(n, core::sync::atomic::Ordering::Relaxed);
+    n
 }
 
 /// Registers fork handlers (see `runtime`).
