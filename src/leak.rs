@@ -10,10 +10,14 @@
 #![forbid(unsafe_code)]
 
 use core::fmt::Write;
+use core::hash::BuildHasherDefault;
+use std::collections::HashMap;
 
 use crate::diagnose::Key;
 use crate::registry::{Attachment, Created, Registry};
 use crate::runtime::Line;
+
+type IdMap<V> = HashMap<i32, V, BuildHasherDefault<crate::registry::IdHasher>>;
 
 /// What `IPC_STAT` says of a segment, as far as the check needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,36 +74,55 @@ impl Finding {
 /// `/SYSV<key>` and their inode is the shmid.
 pub fn parse_sysv_mappings(maps: &[u8]) -> Vec<(usize, i32)> {
     let mut out = Vec::new();
-    for line in maps.split(|&b| b == b'\n') {
-        let Ok(line) = core::str::from_utf8(line) else {
-            continue;
-        };
-        let mut fields = line.split_ascii_whitespace();
-        let (Some(range), Some(_perms), Some(_off), Some(_dev), Some(inode), Some(path)) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
-            continue;
-        };
-        if !path.starts_with("/SYSV") {
-            continue;
-        }
-        let start = range
-            .split('-')
-            .next()
-            .and_then(|s| usize::from_str_radix(s, 16).ok());
-        if let (Some(start), Ok(shmid)) = (start, inode.parse::<i32>()) {
+    let mut rest = maps;
+    while !rest.is_empty() {
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        if let Some(mapping) = parse_sysv_line(&rest[..end]) {
             if out.try_reserve(1).is_ok() {
-                out.push((start, shmid));
+                out.push(mapping);
             }
         }
+        rest = rest.get(end + 1..).unwrap_or_default();
     }
-    out.sort_unstable();
+    // The kernel lists mappings by address already.
+    if !out.is_sorted() {
+        out.sort_unstable();
+    }
     out
+}
+
+/// One line of /proc/PID/maps, `START-END PERMS OFFSET DEV INODE   PATH`:
+/// (START, INODE) if PATH is a System V segment's (`/SYSV...`). A process
+/// with 60,000 attachments has 60,000 such lines to read at exit, so this
+/// walks each byte once and allocates nothing.
+fn parse_sysv_line(line: &[u8]) -> Option<(usize, i32)> {
+    let mut i = 0;
+    let mut start: usize = 0;
+    while let Some(&b) = line.get(i) {
+        if b == b'-' {
+            break;
+        }
+        start = start
+            .checked_mul(16)?
+            .checked_add((b as char).to_digit(16)? as usize)?;
+        i += 1;
+    }
+    // Skip the rest of the range, PERMS, OFFSET and DEV: four spaces.
+    for _ in 0..4 {
+        i += line.get(i..)?.iter().position(|&b| b == b' ')? + 1;
+    }
+    let mut shmid: i32 = 0;
+    while let Some(&b) = line.get(i) {
+        if b == b' ' {
+            break;
+        }
+        shmid = shmid
+            .checked_mul(10)?
+            .checked_add((b as char).to_digit(10)? as i32)?;
+        i += 1;
+    }
+    let path = line.get(i..)?.trim_ascii_start();
+    path.starts_with(b"/SYSV").then_some((start, shmid))
 }
 
 /// Computes the findings of process `pid` (leaks first, then notes).
@@ -125,17 +148,25 @@ pub fn findings(registry: &Registry, pid: u32, kernel: &dyn Kernel) -> Vec<Findi
     let mapped = |addr: usize, shmid: i32| mappings.binary_search(&(addr, shmid)).is_ok();
     own.sort_unstable_by_key(|(addr, _)| *addr);
     created.sort_unstable_by_key(|(shmid, _)| *shmid);
+    // Per segment, asked once: a process may hold 60,000 attachments of
+    // a handful of segments.
+    let mut mapped_per_segment: IdMap<u64> = IdMap::default();
+    for &(_, shmid) in &mappings {
+        *mapped_per_segment.entry(shmid).or_default() += 1;
+    }
+    let mut states: IdMap<Option<SegmentState>> = IdMap::default();
+    let mut stat = |shmid: i32| *states.entry(shmid).or_insert_with(|| kernel.stat(shmid));
 
     let mut out = Vec::new();
     for (shmid, _) in created {
-        let Some(state) = kernel.stat(shmid) else {
+        let Some(state) = stat(shmid) else {
             continue;
         };
         if state.mode & crate::sys::SHM_DEST != 0 || state.cpid != pid {
             continue;
         }
         // Our own mappings go away when we exit; anyone else's keep it alive.
-        let ours = mappings.iter().filter(|(_, id)| *id == shmid).count() as u64;
+        let ours = mapped_per_segment.get(&shmid).copied().unwrap_or(0);
         let others = state.nattch.saturating_sub(ours);
         let (key, size, mode) = (state.key, state.size, state.mode & 0o777);
         let finding = if others > 0 {
@@ -165,7 +196,7 @@ pub fn findings(registry: &Registry, pid: u32, kernel: &dyn Kernel) -> Vec<Findi
         let size = if a.size != 0 {
             a.size
         } else {
-            kernel.stat(a.shmid).map_or(0, |s| s.size)
+            stat(a.shmid).map_or(0, |s| s.size)
         };
         let finding = Finding::Attachment {
             shmid: a.shmid,
@@ -342,6 +373,25 @@ mod tests {
             mode: 0o600,
             pid,
         }
+    }
+
+    #[test]
+    fn skips_lines_without_a_sysv_path() {
+        assert_eq!(parse_sysv_line(b"7f00-7f10 r--p 00000000 00:00 0 "), None);
+        assert_eq!(parse_sysv_line(b"7f00-7f10 r--p 00000000 00:00 0"), None);
+        assert_eq!(
+            parse_sysv_line(b"7f00-7f10 r--p 00000000 08:01 12 /usr/lib/x.so"),
+            None
+        );
+        assert_eq!(parse_sysv_line(b""), None);
+        assert_eq!(
+            parse_sysv_line(b"zz-7f10 rw-s 00000000 00:01 5 /SYSV00000000"),
+            None
+        );
+        assert_eq!(
+            parse_sysv_line(b"7f00-7f10 rw-s 00000000 00:01 5 /SYSV00000000"),
+            Some((0x7f00, 5))
+        );
     }
 
     #[test]

@@ -214,11 +214,16 @@ impl Line {
 
     /// Ends the line and writes it to `fd`.
     pub fn write_to(mut self, fd: i32) -> Result<(), sys::Errno> {
+        sys::write_all(fd, self.finish())
+    }
+
+    /// The line's bytes, ending in a newline.
+    pub fn finish(&mut self) -> &[u8] {
         if self.len == self.buf.len() {
             self.len -= 1;
         }
         self.buf[self.len] = b'\n';
-        sys::write_all(fd, &self.buf[..=self.len])
+        &self.buf[..=self.len]
     }
 }
 
