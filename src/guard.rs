@@ -31,19 +31,44 @@ pub fn applies(addr: usize, flags: i32) -> bool {
 
 /// Attaches with a guard page on each side: the address and the segment's
 /// size, or `None` to fall back to the plain call.
+///
+/// `IPC_STAT` cannot tell a `SHM_HUGETLB` segment, which the kernel maps in
+/// whole huge pages (2 MiB or more) however small `shm_segsz` is: attached
+/// into a few reserved pages it would replace whatever follows them. So the
+/// address chosen is never aligned to 64 KiB (the smallest huge page size
+/// of any architecture), where a huge-page mapping must start: the kernel
+/// then refuses a hugetlb segment (`EINVAL`) and we fall back to the plain
+/// call, which it places itself. Found by the differential fuzzer.
 pub fn attach(shmid: i32, flags: i32) -> Option<(usize, usize)> {
+    const SMALLEST_HUGE_PAGE: usize = 64 << 10;
     let size = sys::shm_stat(shmid).ok()?.shm_segsz;
     let page = sys::page_size();
     let span = size.div_ceil(page).checked_mul(page)?;
-    let total = span.checked_add(2 * page)?;
+    // One spare page, to move off a huge-page boundary if need be.
+    let total = span.checked_add(3 * page)?;
     let base = sys::reserve(total).ok()?;
-    match sys::shmat(shmid, base + page, flags | SHM_REMAP) {
-        Ok(at) => {
-            debug_assert_eq!(at, base + page);
-            Some((at, size))
+    let mut at = base + page;
+    if at % SMALLEST_HUGE_PAGE == 0 {
+        at += page;
+    }
+    // The spare page is either the first or the last: give it back.
+    let (spare, used_end) = if at == base + page {
+        (base + total - page, base + total - page)
+    } else {
+        (base, base + total)
+    };
+    sys::release(spare, page);
+    let used_start = at - page;
+    match sys::shmat(shmid, at, flags | SHM_REMAP) {
+        Ok(got) if got == at => Some((at, size)),
+        Ok(got) => {
+            // Not where we asked: cannot happen with SHM_REMAP; be safe.
+            let _ = sys::shmdt(got);
+            sys::release(used_start, used_end - used_start);
+            None
         }
         Err(_) => {
-            sys::release(base, total);
+            sys::release(used_start, used_end - used_start);
             None
         }
     }
