@@ -46,7 +46,7 @@ build:
 	$(CARGO) build --release --workspace
 	ln -sf libshmguard.so $(REL)/libshmguard.so.$(SOMAJOR)
 
-test: build test-rust test-c check-header check-symbols check-install
+test: build test-rust test-c test-fuzz check-header check-symbols check-install
 	@echo "make test: all passed"
 
 # Unit tests of the safe core, and the C suite against the debug build
