@@ -88,10 +88,40 @@ pub struct Caller {
     pub egid: u32,
 }
 
-/// What a diagnosis may look up.
+/// One limit under /proc/sys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Shmmax,
+    Shmall,
+    Shmmni,
+    MaxMapCount,
+    MmapMinAddr,
+}
+
+/// A segment to look up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    Id(i32),
+    /// The live (not removed) segment of a key.
+    Key(i32),
+}
+
+/// What a diagnosis may look up. Each question costs a read or a system
+/// call, so a diagnosis asks only the ones its sentence needs: a program
+/// that fails thousands of calls on purpose (stress-ng does) must not pay
+/// for the whole of /proc on each.
 pub trait Facts {
-    fn limits(&self) -> Limits;
+    fn limit(&self, which: Limit) -> Option<u64>;
+    fn page_size(&self) -> usize;
+    /// The whole segment table (for ENOSPC: how many, how big).
     fn segments(&self) -> Vec<SegmentRow>;
+    /// One segment.
+    fn segment(&self, which: Lookup) -> Option<SegmentRow> {
+        self.segments().into_iter().find(|r| match which {
+            Lookup::Id(id) => r.shmid == id,
+            Lookup::Key(key) => r.key == key && r.mode & SHM_DEST == 0,
+        })
+    }
     fn caller(&self) -> Caller;
     fn in_group(&self, gid: u32) -> bool;
 }
@@ -100,14 +130,42 @@ pub trait Facts {
 pub struct Live;
 
 impl Facts for Live {
-    fn limits(&self) -> Limits {
-        Limits {
-            shmmax: sys::read_number(c"/proc/sys/kernel/shmmax"),
-            shmall: sys::read_number(c"/proc/sys/kernel/shmall"),
-            shmmni: sys::read_number(c"/proc/sys/kernel/shmmni"),
-            max_map_count: sys::read_number(c"/proc/sys/vm/max_map_count"),
-            mmap_min_addr: sys::read_number(c"/proc/sys/vm/mmap_min_addr"),
-            page_size: sys::page_size(),
+    fn limit(&self, which: Limit) -> Option<u64> {
+        sys::read_number(match which {
+            Limit::Shmmax => c"/proc/sys/kernel/shmmax",
+            Limit::Shmall => c"/proc/sys/kernel/shmall",
+            Limit::Shmmni => c"/proc/sys/kernel/shmmni",
+            Limit::MaxMapCount => c"/proc/sys/vm/max_map_count",
+            Limit::MmapMinAddr => c"/proc/sys/vm/mmap_min_addr",
+        })
+    }
+    fn page_size(&self) -> usize {
+        sys::page_size()
+    }
+    /// `IPC_STAT` (after `shmget(key, 0, 0)` for a key), falling back to
+    /// the table when the caller may not stat the segment.
+    fn segment(&self, which: Lookup) -> Option<SegmentRow> {
+        let shmid = match which {
+            Lookup::Id(id) => id,
+            Lookup::Key(key) => sys::shmget(key, 0, 0).ok()?,
+        };
+        match sys::shm_stat(shmid) {
+            Ok(ds) => Some(SegmentRow {
+                key: ds.shm_perm.__key,
+                shmid,
+                mode: u32::from(ds.shm_perm.mode),
+                size: ds.shm_segsz as u64,
+                cpid: ds.shm_cpid as u32,
+                lpid: ds.shm_lpid as u32,
+                nattch: ds.shm_nattch,
+                uid: ds.shm_perm.uid,
+                gid: ds.shm_perm.gid,
+                cuid: ds.shm_perm.cuid,
+                cgid: ds.shm_perm.cgid,
+                ctime: ds.shm_ctime,
+            }),
+            Err(libc::EACCES) => self.segments().into_iter().find(|r| r.shmid == shmid),
+            Err(_) => None,
         }
     }
     fn segments(&self) -> Vec<SegmentRow> {
@@ -324,14 +382,14 @@ fn find_key(facts: &dyn Facts, key: i32) -> Option<SegmentRow> {
     if key == libc::IPC_PRIVATE {
         return None;
     }
-    facts
-        .segments()
-        .into_iter()
-        .find(|r| r.key == key && r.mode & SHM_DEST == 0)
+    facts.segment(Lookup::Key(key))
 }
 
 fn find_id(facts: &dyn Facts, shmid: i32) -> Option<SegmentRow> {
-    facts.segments().into_iter().find(|r| r.shmid == shmid)
+    if shmid < 0 {
+        return None;
+    }
+    facts.segment(Lookup::Id(shmid))
 }
 
 fn generic(s: &mut Sentence, call: &str, errno: Errno) {
@@ -350,8 +408,11 @@ fn pages(size: u64, page: usize) -> u64 {
 /// Why `shmget(key, size, flags)` failed with `errno`.
 pub fn shmget(facts: &dyn Facts, errno: Errno, key: i32, size: usize, flags: i32) -> Sentence {
     let mut s = Sentence::new();
-    let creating = flags & libc::IPC_CREAT != 0;
-    let existing = find_key(facts, key);
+    // Only the errnos whose sentence names the existing segment look it up.
+    let existing = match errno {
+        libc::EINVAL | libc::EEXIST | libc::EACCES => find_key(facts, key),
+        _ => None,
+    };
     match errno {
         libc::EINVAL => {
             if let Some(row) = existing.filter(|r| (size as u64) > r.size) {
@@ -369,7 +430,7 @@ pub fn shmget(facts: &dyn Facts, errno: Errno, key: i32, size: usize, flags: i32
                     s,
                     "size 0 is below SHMMIN (1 byte): a new segment needs at least one byte (size 0 only opens an existing one)"
                 );
-            } else if let Some(max) = facts.limits().shmmax.filter(|&max| size as u64 > max) {
+            } else if let Some(max) = facts.limit(Limit::Shmmax).filter(|&max| size as u64 > max) {
                 let _ = write!(
                     s,
                     "size {size} exceeds the largest segment allowed, {max} bytes (/proc/sys/kernel/shmmax)"
@@ -404,10 +465,10 @@ pub fn shmget(facts: &dyn Facts, errno: Errno, key: i32, size: usize, flags: i32
             );
         }
         libc::ENOSPC => {
-            let limits = facts.limits();
+            let page = facts.page_size();
             let rows = facts.segments();
-            let used_pages: u64 = rows.iter().map(|r| pages(r.size, limits.page_size)).sum();
-            match limits.shmmni {
+            let used_pages: u64 = rows.iter().map(|r| pages(r.size, page)).sum();
+            match facts.limit(Limit::Shmmni) {
                 Some(mni) if rows.len() as u64 >= mni => {
                     let _ = write!(
                         s,
@@ -419,8 +480,8 @@ pub fn shmget(facts: &dyn Facts, errno: Errno, key: i32, size: usize, flags: i32
                     let _ = write!(
                         s,
                         "{size} bytes ({} pages) would take shared memory past /proc/sys/kernel/shmall ({} pages in all, {used_pages} in use)",
-                        pages(size as u64, limits.page_size),
-                        Known(limits.shmall),
+                        pages(size as u64, page),
+                        Known(facts.limit(Limit::Shmall)),
                     );
                 }
             }
@@ -449,14 +510,13 @@ pub fn shmget(facts: &dyn Facts, errno: Errno, key: i32, size: usize, flags: i32
         }
         _ => generic(&mut s, "shmget", errno),
     }
-    let _ = creating;
     s
 }
 
 /// Why `shmat(shmid, addr, flags)` failed.
 pub fn shmat(facts: &dyn Facts, errno: Errno, shmid: i32, addr: usize, flags: i32) -> Sentence {
     let mut s = Sentence::new();
-    let shmlba = facts.limits().page_size;
+    let shmlba = facts.page_size();
     match errno {
         libc::EINVAL => {
             let row = if shmid >= 0 {
@@ -509,15 +569,14 @@ pub fn shmat(facts: &dyn Facts, errno: Errno, shmid: i32, addr: usize, flags: i3
             );
         }
         libc::ENOMEM => {
-            let limits = facts.limits();
             let _ = write!(
                 s,
                 "no room to map shmid={shmid}: the address space is full or the process reached /proc/sys/vm/max_map_count ({} mappings)",
-                Known(limits.max_map_count)
+                Known(facts.limit(Limit::MaxMapCount))
             );
         }
         libc::EPERM => {
-            let min = facts.limits().mmap_min_addr.unwrap_or(0);
+            let min = facts.limit(Limit::MmapMinAddr).unwrap_or(0);
             let _ = write!(
                 s,
                 "mapping at {addr:#x} is not permitted: addresses below /proc/sys/vm/mmap_min_addr ({min:#x}) need CAP_SYS_RAWIO"
@@ -533,6 +592,13 @@ pub fn shmat(facts: &dyn Facts, errno: Errno, shmid: i32, addr: usize, flags: i3
 pub fn shmdt(errno: Errno, addr: usize, inside: Option<(usize, Attachment)>) -> Sentence {
     let mut s = Sentence::new();
     match (errno, inside) {
+        (libc::EINVAL, Some((start, a))) if start == addr => {
+            let _ = write!(
+                s,
+                "shmdt({addr:#x}): shmat returned this address (shmid={}), but it is no longer a shared-memory mapping of this process: it was unmapped another way (munmap, a raw shmdt), replaced by a MAP_FIXED mapping, or not inherited through fork (MADV_DONTFORK)",
+                a.shmid
+            );
+        }
         (libc::EINVAL, Some((start, a))) => {
             let _ = write!(
                 s,
@@ -660,8 +726,17 @@ mod tests {
     }
 
     impl Facts for Fake {
-        fn limits(&self) -> Limits {
-            self.limits
+        fn limit(&self, which: Limit) -> Option<u64> {
+            match which {
+                Limit::Shmmax => self.limits.shmmax,
+                Limit::Shmall => self.limits.shmall,
+                Limit::Shmmni => self.limits.shmmni,
+                Limit::MaxMapCount => self.limits.max_map_count,
+                Limit::MmapMinAddr => self.limits.mmap_min_addr,
+            }
+        }
+        fn page_size(&self) -> usize {
+            self.limits.page_size
         }
         fn segments(&self) -> Vec<SegmentRow> {
             self.rows.clone()
@@ -816,6 +891,12 @@ mod tests {
             "{s}"
         );
         assert!(shmdt(libc::EINVAL, 0x5000, None).as_str().contains("shmdt"));
+        let s = shmdt(libc::EINVAL, 0x4000, Some((0x4000, a)));
+        assert!(
+            s.as_str().contains("no longer a shared-memory mapping")
+                && s.as_str().contains("MADV_DONTFORK"),
+            "{s}"
+        );
         let f = fake();
         assert!(
             shmctl(&f, libc::EINVAL, 7, 99, 0)

@@ -284,9 +284,20 @@ pub fn shmdt(addr: usize) -> Result<(), Error> {
             fail_open((), || succeeded(call, Ret::Int(0), extra));
             Ok(())
         }
-        Err(errno) => Err(failed(call(), errno, || {
-            diagnose::shmdt(errno, addr, attachment_containing(addr))
-        })),
+        Err(errno) => {
+            let inside = fail_open(None, || attachment_containing(addr));
+            if errno == libc::EINVAL && inside.is_some_and(|(start, _)| start == addr) {
+                // The kernel has no attachment here although we recorded
+                // one: the record is stale (see diagnose::shmdt). Forget it.
+                fail_open((), || {
+                    REGISTRY.detach(addr);
+                    stacks::forget(stacks::Owner::Attachment(addr));
+                });
+            }
+            Err(failed(call(), errno, || {
+                diagnose::shmdt(errno, addr, inside)
+            }))
+        }
     }
 }
 
