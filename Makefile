@@ -5,6 +5,7 @@
 #                        preloaded), header, exported symbols, install + pkg-config
 #   make lint            rustfmt and clippy -D warnings
 #   make test-postgres   PostgreSQL with System V shared memory under shmguard run
+#   make test-stress-ng  Debian's stress-ng --shm-sysv with and without shmguard run
 #   make miri            the safe core's unit tests under Miri (nightly + miri component)
 #   make fuzz SEEDS=N    differential fuzzing against the kernel (N random sequences)
 #   make bench           per-call cost against plain glibc and strace (docs/benchmarks.md)
@@ -37,7 +38,7 @@ EXPORTS := ftok shmat shmctl shmdt shmget \
 	shmguard_last_error shmguard_leak_count shmguard_leak_report shmguard_shmat \
 	shmguard_shmctl shmguard_shmdt shmguard_shmget shmguard_version
 
-.PHONY: miri fuzz test-fuzz bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
+.PHONY: test-stress-ng miri fuzz test-fuzz bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
 	lint demo install uninstall clean
 
 all: build
@@ -92,6 +93,12 @@ check-install: build
 # Debian's postgresql when missing.
 test-postgres: build
 	cli/tests/postgres.sh $(REL)
+
+# Debian's stress-ng (--shm-sysv) with and without shmguard run, each in its
+# own IPC namespace: same outcome, every call logged, no leak; prints the
+# overhead. Installs stress-ng when missing (root).
+test-stress-ng: build
+	tests/stress-ng.sh $(REL)
 
 # Miri checks the unit tests for undefined behaviour; tests that need the
 # kernel's shm, file mappings or fork handlers are ignored under Miri.
