@@ -2,14 +2,24 @@
 //! process. Readers skip NUL bytes (a file cut short by SIGKILL ends in
 //! preallocated, unused space) and blank lines, ignore fields they do not
 //! know, and keep going past a line that does not parse (with a warning).
+//!
+//! A log set can hold millions of events, so they are not kept: each file is
+//! read whole, its lines are parsed into borrowed, typed events, and what
+//! the report needs is summarised per process as they go ([`CallSummary`]).
+//! Files are read by a few threads at once.
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::fs;
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// The schema version this reader was written for.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -33,12 +43,220 @@ pub struct ExitItem {
     pub others: Option<u64>,
 }
 
-/// Every field any event may carry; unknown ones are ignored.
+/// A string, borrowed from the line unless it has escapes.
 #[derive(Debug, Deserialize)]
-struct RawEvent {
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// A JSON value of which only integers (that fit an `i64`) and strings are
+/// read; any other value is accepted and ignored.
+#[derive(Debug, Default)]
+enum Scalar<'a> {
+    #[default]
+    Other,
+    Int(i64),
+    Str(Cow<'a, str>),
+}
+
+impl<'a> Scalar<'a> {
+    fn as_i64(&self) -> Option<i64> {
+        match self {
+            Scalar::Int(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn into_str(self) -> Option<Cow<'a, str>> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Int(n))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(n).map_or(Scalar::Other, Scalar::Int))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(s.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(s)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        skip_seq(seq).map(|()| Scalar::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_key::<Text<'de>>()?.is_some() {
+            map.next_value::<Scalar<'de>>()?;
+        }
+        Ok(Scalar::Other)
+    }
+}
+
+/// Reads the elements of a sequence and drops them. (Not with
+/// [`serde::de::IgnoredAny`]: for `args` and `ret` the first reader parsed
+/// every value in full, numbers in range and nesting within serde_json's
+/// recursion limit, and so does this one.)
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<Scalar<'de>>()?.is_some() {}
+    Ok(())
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// The arguments of a call that the report reads, each `None` when it is
+/// missing or of another type. Any JSON value is accepted (`args` that is
+/// not an object has none of them); of a repeated name, the last counts.
+#[derive(Debug, Default)]
+struct Args<'a> {
+    key: Option<Cow<'a, str>>,
+    size: Option<i64>,
+    shmflg: Option<Cow<'a, str>>,
+    shmid: Option<i64>,
+    shmaddr: Option<Cow<'a, str>>,
+    cmd: Option<Cow<'a, str>>,
+}
+
+const NO_ARGS: Args<'static> = Args {
+    key: None,
+    size: None,
+    shmflg: None,
+    shmid: None,
+    shmaddr: None,
+    cmd: None,
+};
+
+struct ArgsVisitor;
+
+impl<'de> Visitor<'de> for ArgsVisitor {
+    type Value = Args<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut args = Args::default();
+        while let Some(name) = map.next_key::<Text<'de>>()? {
+            let value = map.next_value::<Scalar<'de>>()?;
+            match &*name.0 {
+                "key" => args.key = value.into_str(),
+                "size" => args.size = value.as_i64(),
+                "shmflg" => args.shmflg = value.into_str(),
+                "shmid" => args.shmid = value.as_i64(),
+                "shmaddr" => args.shmaddr = value.into_str(),
+                "cmd" => args.cmd = value.into_str(),
+                _ => {}
+            }
+        }
+        Ok(args)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        skip_seq(seq).map(|()| Args::default())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Args::default())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Args::default())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Args::default())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Args::default())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Args::default())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Args::default())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Args::default())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Args<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ArgsVisitor)
+    }
+}
+
+/// Every field any event may carry; unknown ones are ignored. (The fields,
+/// their order and what each accepts are those of the first reader, which
+/// kept `args` and `ret` as any JSON value: the same lines parse, and the
+/// same lines fail with the same message.)
+#[derive(Debug, Deserialize)]
+struct RawEvent<'a> {
     #[serde(default)]
     v: Option<u64>,
-    event: String,
+    #[serde(borrow)]
+    event: Text<'a>,
     pid: u32,
     #[serde(default)]
     ppid: Option<u32>,
@@ -56,20 +274,20 @@ struct RawEvent {
     ipc_ns: Option<u64>,
     #[serde(default)]
     forked: Option<bool>,
-    #[serde(default)]
-    call: Option<String>,
-    #[serde(default)]
-    args: Option<Value>,
-    #[serde(default)]
-    ret: Option<Value>,
-    #[serde(default)]
-    errno: Option<String>,
-    #[serde(default)]
-    detail: Option<String>,
+    #[serde(default, borrow)]
+    call: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    args: Option<Args<'a>>,
+    #[serde(default, borrow)]
+    ret: Option<Scalar<'a>>,
+    #[serde(default, borrow)]
+    errno: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    detail: Option<Text<'a>>,
     #[serde(default)]
     created: Option<bool>,
-    #[serde(default)]
-    rule: Option<String>,
+    #[serde(default, borrow)]
+    rule: Option<Text<'a>>,
     #[serde(default)]
     refused: Option<bool>,
     #[serde(default)]
@@ -82,48 +300,39 @@ struct RawEvent {
     truncated: Option<bool>,
 }
 
-/// One shm call as logged.
+/// A segment a `shmget` of the log created.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Call {
+pub struct Created {
+    pub shmid: i32,
     pub ts_ns: u64,
-    pub name: String,
-    pub args: Value,
-    pub ret: Value,
-    /// The errno name on failure; `None` on success.
-    pub errno: Option<String>,
-    pub detail: Option<String>,
-    /// `shmget` only: this call created the segment.
-    pub created: bool,
+    /// The key as logged (`"0x00000000"` when it is missing).
+    pub key: String,
+    pub size: u64,
+    /// The permission bits of `shmflg`.
+    pub mode: Option<u32>,
 }
 
-impl Call {
-    /// A numeric argument.
-    pub fn arg_i64(&self, name: &str) -> Option<i64> {
-        self.args.get(name)?.as_i64()
-    }
-
-    /// A string argument (flags, keys, addresses, commands).
-    pub fn arg_str(&self, name: &str) -> Option<&str> {
-        self.args.get(name)?.as_str()
-    }
-
-    /// The return value as a number (every call but `shmat`).
-    pub fn ret_i64(&self) -> Option<i64> {
-        self.ret.as_i64()
-    }
-
-    /// The return value as a string (`shmat`'s address).
-    pub fn ret_str(&self) -> Option<&str> {
-        self.ret.as_str()
-    }
-
-    /// `shmctl`'s command name (`"IPC_RMID"`), or the number as text.
-    pub fn cmd(&self) -> Option<String> {
-        match self.args.get("cmd")? {
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        }
-    }
+/// What a process's calls did, summarised as they are read: the counts of
+/// its row in the report, and the segments, removals and failures the
+/// report puts together across processes.
+#[derive(Clone, Debug, Default)]
+pub struct CallSummary {
+    /// Every `call` event.
+    pub count: u64,
+    /// Calls that failed (with an errno).
+    pub failed: u64,
+    /// Failed calls by errno name, then by call name.
+    pub failures: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Successful `shmget`s that created their segment.
+    pub segments_created: u64,
+    /// Successful `shmctl(IPC_RMID)`s.
+    pub segments_removed: u64,
+    /// The most attachments (distinct addresses) the process held at once.
+    pub peak_attachments: u64,
+    /// The created segments whose shmid was logged, in the log's order.
+    pub created: Vec<Created>,
+    /// (shmid, time) of each successful `IPC_RMID` whose shmid was logged.
+    pub removals: Vec<(i32, u64)>,
 }
 
 /// A policy finding.
@@ -145,7 +354,7 @@ pub struct Exit {
     pub truncated: Option<u64>,
 }
 
-/// Everything one log file says about one process.
+/// Everything one log file says about one process that the report uses.
 #[derive(Clone, Debug, Default)]
 pub struct ProcessLog {
     pub file: PathBuf,
@@ -161,7 +370,7 @@ pub struct ProcessLog {
     pub started: bool,
     /// The time of the file's first event (ns since the epoch).
     pub first_ts: u64,
-    pub calls: Vec<Call>,
+    pub calls: CallSummary,
     pub findings: Vec<Finding>,
     pub exit: Option<Exit>,
 }
@@ -201,20 +410,74 @@ pub fn read(path: &Path) -> io::Result<LogSet> {
         files.push(path.to_path_buf());
     }
     let mut set = LogSet::default();
-    for file in files {
-        match fs::read(&file) {
-            Ok(bytes) => {
-                if let Some(p) = parse_file(&file, &bytes, &mut set.warnings) {
-                    set.processes.push(p);
-                }
-            }
-            Err(e) => set
-                .warnings
-                .push(format!("{}: cannot read: {e}", file.display())),
-        }
+    for file in read_files(&files) {
+        set.warnings.extend(file.warnings);
+        set.processes.extend(file.process);
     }
     set.processes.sort_by_key(|p| (p.first_ts, p.pid));
     Ok(set)
+}
+
+/// What one file gave.
+struct FileLog {
+    process: Option<ProcessLog>,
+    warnings: Vec<String>,
+}
+
+/// Files are read by one thread per CPU, at most this many (each holds the
+/// file it reads in memory).
+const MAX_READERS: usize = 4;
+
+/// Reads and parses `files`, several at a time; the results come in the
+/// order of `files`.
+fn read_files(files: &[PathBuf]) -> Vec<FileLog> {
+    let readers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_READERS)
+        .min(files.len());
+    let next = AtomicUsize::new(0);
+    // Each reader takes the next file not taken yet.
+    let read = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(file) = files.get(i) else {
+                return done;
+            };
+            done.push((i, read_file(file)));
+        }
+    };
+    let mut done = std::thread::scope(|scope| {
+        // This thread is one of the readers; a helper that cannot be
+        // started leaves its share to the others.
+        let helpers: Vec<_> = (1..readers)
+            .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, read).ok())
+            .collect();
+        let mut done = read();
+        for helper in helpers {
+            done.extend(
+                helper
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            );
+        }
+        done
+    });
+    done.sort_unstable_by_key(|&(i, _)| i);
+    done.into_iter().map(|(_, file)| file).collect()
+}
+
+/// Reads and parses one file.
+fn read_file(file: &Path) -> FileLog {
+    let mut warnings = Vec::new();
+    let process = match fs::read(file) {
+        Ok(bytes) => parse_file(file, &bytes, &mut warnings),
+        Err(e) => {
+            warnings.push(format!("{}: cannot read: {e}", file.display()));
+            None
+        }
+    };
+    FileLog { process, warnings }
 }
 
 /// The pid in a file name `shmguard.PID.jsonl` (or `NAME.PID`).
@@ -231,27 +494,40 @@ pub fn parse_file(file: &Path, bytes: &[u8], warnings: &mut Vec<String>) -> Opti
         pid: pid_from_name(file).unwrap_or(0),
         ..ProcessLog::default()
     };
+    let mut attached = HashSet::new();
     let mut events = 0usize;
     let mut newer_schema = None;
     let mut bad = Vec::new();
-    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    let last = lines.len().saturating_sub(1);
-    for (n, raw) in lines.iter().enumerate() {
-        // NUL bytes are unused, preallocated space (or a write cut short).
-        let line: Vec<u8> = raw.iter().copied().filter(|&b| b != 0).collect();
-        if line.iter().all(u8::is_ascii_whitespace) {
+    let mut without_nul = Vec::new();
+    // A file that is valid UTF-8 is parsed as text, which spares serde_json
+    // checking every string of every line again.
+    let text = std::str::from_utf8(bytes).ok();
+    for (n, Line { range, last, nul }) in lines(bytes).enumerate() {
+        let raw = &bytes[range.clone()];
+        let parsed: Result<RawEvent<'_>, _> = if nul {
+            // NUL bytes are unused, preallocated space (or a write cut short).
+            without_nul.clear();
+            without_nul.extend(raw.iter().copied().filter(|&b| b != 0));
+            if without_nul.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            serde_json::from_slice(&without_nul)
+        } else if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
-        }
-        let event: RawEvent = match serde_json::from_slice(&line) {
+        } else if let Some(text) = text {
+            serde_json::from_str(&text[range])
+        } else {
+            serde_json::from_slice(raw)
+        };
+        let event = match parsed {
             Ok(e) => e,
             Err(e) => {
                 // A last line without its newline is a write cut short.
-                let cut = n == last;
                 bad.push(format!(
                     "{}: line {}: {} (skipped)",
                     file.display(),
                     n + 1,
-                    if cut {
+                    if last {
                         "incomplete last line".to_owned()
                     } else {
                         format!("not a log event: {e}")
@@ -264,7 +540,7 @@ pub fn parse_file(file: &Path, bytes: &[u8], warnings: &mut Vec<String>) -> Opti
         if let Some(v) = event.v.filter(|&v| v > SCHEMA_VERSION) {
             newer_schema = Some(v);
         }
-        apply(&mut p, event);
+        apply(&mut p, &mut attached, event);
     }
     warnings.extend(bad);
     if let Some(v) = newer_schema {
@@ -276,7 +552,43 @@ pub fn parse_file(file: &Path, bytes: &[u8], warnings: &mut Vec<String>) -> Opti
     (events > 0).then_some(p)
 }
 
-fn apply(p: &mut ProcessLog, e: RawEvent) {
+/// A line of a file.
+struct Line {
+    /// Where it is in the file, without its newline.
+    range: Range<usize>,
+    /// Whether it is what follows the last newline (a line without one).
+    last: bool,
+    /// Whether it holds a NUL byte.
+    nul: bool,
+}
+
+/// The lines of a file: what lies between newlines, and what follows the
+/// last one (empty when the file ends with a newline).
+fn lines(bytes: &[u8]) -> impl Iterator<Item = Line> + '_ {
+    let mut next = Some(0);
+    std::iter::from_fn(move || {
+        let start = next?;
+        let rest = &bytes[start..];
+        let (len, last) = match crate::os::memchr(b'\n', rest) {
+            Some(len) => (len, false),
+            None => (rest.len(), true),
+        };
+        next = (!last).then_some(start + len + 1);
+        Some(Line {
+            range: start..start + len,
+            last,
+            nul: crate::os::memchr(0, &rest[..len]).is_some(),
+        })
+    })
+}
+
+fn owned(text: Option<Text<'_>>) -> Option<String> {
+    text.map(|t| t.0.into_owned())
+}
+
+/// Adds one event to what is known of its process. `attached` holds the
+/// addresses the process has attached so far.
+fn apply(p: &mut ProcessLog, attached: &mut HashSet<u64>, e: RawEvent<'_>) {
     p.pid = e.pid;
     if let Some(ppid) = e.ppid {
         p.ppid = ppid;
@@ -285,7 +597,7 @@ fn apply(p: &mut ProcessLog, e: RawEvent) {
     if p.first_ts == 0 || ts_ns < p.first_ts {
         p.first_ts = ts_ns;
     }
-    match e.event.as_str() {
+    match &*e.event.0 {
         "start" => {
             // A second start (exec in the same process) describes what the
             // process became.
@@ -299,21 +611,65 @@ fn apply(p: &mut ProcessLog, e: RawEvent) {
             p.ipc_ns = e.ipc_ns.or(p.ipc_ns);
             p.forked = e.forked.unwrap_or(p.forked);
         }
-        "call" => p.calls.push(Call {
-            ts_ns,
-            name: e.call.unwrap_or_default(),
-            args: e.args.unwrap_or(Value::Null),
-            ret: e.ret.unwrap_or(Value::Null),
-            errno: e.errno,
-            detail: e.detail,
-            created: e.created.unwrap_or(false),
-        }),
+        "call" => {
+            let s = &mut p.calls;
+            s.count += 1;
+            let name = e.call.as_ref().map_or("", |c| &c.0);
+            if let Some(errno) = &e.errno {
+                s.failed += 1;
+                let by_call = match s.failures.get_mut(&*errno.0) {
+                    Some(m) => m,
+                    None => s.failures.entry(errno.0.clone().into_owned()).or_default(),
+                };
+                match by_call.get_mut(name) {
+                    Some(n) => *n += 1,
+                    None => {
+                        by_call.insert(name.to_owned(), 1);
+                    }
+                }
+                return;
+            }
+            let args = e.args.as_ref().unwrap_or(&NO_ARGS);
+            let ret = e.ret.as_ref().unwrap_or(&Scalar::Other);
+            match name {
+                "shmget" if e.created.unwrap_or(false) => {
+                    s.segments_created += 1;
+                    if let Some(shmid) = ret.as_i64() {
+                        s.created.push(Created {
+                            shmid: shmid as i32,
+                            ts_ns,
+                            key: args.key.as_deref().unwrap_or("0x00000000").to_owned(),
+                            size: args.size.unwrap_or(0) as u64,
+                            mode: args.shmflg.as_deref().and_then(mode_in_flags),
+                        });
+                    }
+                }
+                "shmctl" if args.cmd.as_deref() == Some("IPC_RMID") => {
+                    s.segments_removed += 1;
+                    if let Some(shmid) = args.shmid {
+                        s.removals.push((shmid as i32, ts_ns));
+                    }
+                }
+                "shmat" => {
+                    if let Some(addr) = ret.as_str().and_then(parse_addr) {
+                        attached.insert(addr);
+                        s.peak_attachments = s.peak_attachments.max(attached.len() as u64);
+                    }
+                }
+                "shmdt" => {
+                    if let Some(addr) = args.shmaddr.as_deref().and_then(parse_addr) {
+                        attached.remove(&addr);
+                    }
+                }
+                _ => {}
+            }
+        }
         "finding" => p.findings.push(Finding {
             ts_ns,
-            rule: e.rule.unwrap_or_default(),
-            call: e.call.unwrap_or_default(),
+            rule: owned(e.rule).unwrap_or_default(),
+            call: owned(e.call).unwrap_or_default(),
             refused: e.refused.unwrap_or(false),
-            detail: e.detail.unwrap_or_default(),
+            detail: owned(e.detail).unwrap_or_default(),
         }),
         "exit" => {
             p.exit = Some(Exit {
@@ -364,9 +720,9 @@ mod tests {
         assert_eq!(p.pid, 4242);
         assert_eq!(p.argv, ["./server", "-p", "80"]);
         assert_eq!(p.ipc_ns, Some(4026531839));
-        assert_eq!(p.calls.len(), 1);
-        assert!(p.calls[0].created);
-        assert_eq!(p.calls[0].ret_i64(), Some(32769));
+        assert_eq!(p.calls.count, 1);
+        assert_eq!(p.calls.segments_created, 1);
+        assert_eq!(p.calls.created[0].shmid, 32769);
         assert!(p.exit.is_none());
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("incomplete last line"));
@@ -395,6 +751,29 @@ mod tests {
         let exit = p.exit.unwrap();
         assert_eq!(exit.leaks[0].shmid, 7);
         assert_eq!(exit.notes[0].others, Some(2));
+    }
+
+    #[test]
+    fn lines_are_split_like_the_file() {
+        let split = |bytes: &'static [u8]| -> Vec<(&'static [u8], bool, bool)> {
+            lines(bytes)
+                .map(|l| (&bytes[l.range], l.last, l.nul))
+                .collect()
+        };
+        assert_eq!(
+            split(b"a\n\nb\0c\n\0\0"),
+            [
+                (&b"a"[..], false, false),
+                (b"", false, false),
+                (b"b\0c", false, true),
+                (b"\0\0", true, true),
+            ]
+        );
+        assert_eq!(
+            split(b"x\n"),
+            [(&b"x"[..], false, false), (b"", true, false)]
+        );
+        assert_eq!(split(b""), [(&b""[..], true, false)]);
     }
 
     #[test]

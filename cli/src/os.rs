@@ -1,9 +1,10 @@
 //! The few process-control system calls std does not offer: becoming a
 //! child subreaper, waiting for any descendant, signal masks, `kill`, and
-//! two `sysconf`-style facts.
+//! two `sysconf`-style facts; and the C library's `memchr`.
 //!
 //! This is the only module of the command with `unsafe`; every block is one
-//! libc call with plain values or pointers to locals.
+//! libc call with plain values, pointers to locals, or a slice's pointer and
+//! length.
 
 use std::io;
 
@@ -166,6 +167,16 @@ pub fn clock_ticks() -> u64 {
     // SAFETY: sysconf takes an integer.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 { ticks as u64 } else { 100 }
+}
+
+/// The index of the first `byte` in `bytes`: the C library's `memchr`,
+/// vectorised, several times faster than what std offers (the audit logs'
+/// reader looks for every newline of up to hundreds of megabytes).
+pub fn memchr(byte: u8, bytes: &[u8]) -> Option<usize> {
+    // SAFETY: memchr reads at most bytes.len() bytes from the start of the
+    // slice, and returns null or a pointer into them.
+    let found = unsafe { libc::memchr(bytes.as_ptr().cast(), byte.into(), bytes.len()) };
+    (!found.is_null()).then(|| found as usize - bytes.as_ptr() as usize)
 }
 
 /// The name of a signal, `SIGTERM`, or `signal N` for one without a name

@@ -3,7 +3,7 @@
 //! for `run`, from the kernel's segment table before and after the tree.
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -208,12 +208,10 @@ pub fn status_text(status: i32) -> String {
 
 /// A segment the logs say a process created.
 struct Created<'a> {
-    shmid: i32,
-    ts: u64,
-    key: String,
-    size: u64,
-    mode: Option<u32>,
+    segment: &'a logs::Created,
     creator: &'a ProcessLog,
+    /// The creator's index in the log set.
+    index: usize,
 }
 
 /// Builds the report. `alive(cpid, ctime)` tells whether a segment's creator
@@ -240,20 +238,21 @@ pub fn analyze(
     // Every row of the table, and what the calls did.
     let mut processes = Vec::new();
     let mut created: Vec<Created<'_>> = Vec::new();
-    let mut removals: Vec<(i32, u64)> = Vec::new();
+    // The time of the last IPC_RMID of each shmid.
+    let mut last_removal: HashMap<i32, u64> = HashMap::new();
     let mut failures: BTreeMap<String, ErrnoCount> = BTreeMap::new();
     let mut findings = Vec::new();
     let mut leaked_attachments = Vec::new();
-    for p in &logs.processes {
-        let mut row = ProcessRow {
+    for (index, p) in logs.processes.iter().enumerate() {
+        let row = ProcessRow {
             pid: p.pid,
             ppid: p.ppid,
             command: p.command(),
-            calls: p.calls.len() as u64,
-            failures: 0,
-            segments_created: 0,
-            segments_removed: 0,
-            peak_attachments: 0,
+            calls: p.calls.count,
+            failures: p.calls.failed,
+            segments_created: p.calls.segments_created,
+            segments_removed: p.calls.segments_removed,
+            peak_attachments: p.calls.peak_attachments,
             exit_event: p.exit.is_some(),
             status: tree
                 .and_then(|t| t.reaped.get(&p.pid))
@@ -261,52 +260,25 @@ pub fn analyze(
             forked: p.forked,
             log: p.file.display().to_string(),
         };
-        let mut attached: BTreeSet<u64> = BTreeSet::new();
-        for c in &p.calls {
-            if let Some(errno) = &c.errno {
-                row.failures += 1;
-                let e = failures.entry(errno.clone()).or_insert_with(|| ErrnoCount {
-                    errno: errno.clone(),
-                    count: 0,
-                    calls: BTreeMap::new(),
-                });
-                e.count += 1;
-                *e.calls.entry(c.name.clone()).or_default() += 1;
-                continue;
+        for (errno, by_call) in &p.calls.failures {
+            let e = failures.entry(errno.clone()).or_insert_with(|| ErrnoCount {
+                errno: errno.clone(),
+                count: 0,
+                calls: BTreeMap::new(),
+            });
+            for (call, &n) in by_call {
+                e.count += n;
+                *e.calls.entry(call.clone()).or_default() += n;
             }
-            match c.name.as_str() {
-                "shmget" if c.created => {
-                    row.segments_created += 1;
-                    if let Some(shmid) = c.ret_i64() {
-                        created.push(Created {
-                            shmid: shmid as i32,
-                            ts: c.ts_ns,
-                            key: c.arg_str("key").unwrap_or("0x00000000").to_owned(),
-                            size: c.arg_i64("size").unwrap_or(0) as u64,
-                            mode: c.arg_str("shmflg").and_then(logs::mode_in_flags),
-                            creator: p,
-                        });
-                    }
-                }
-                "shmctl" if c.cmd().as_deref() == Some("IPC_RMID") => {
-                    row.segments_removed += 1;
-                    if let Some(shmid) = c.arg_i64("shmid") {
-                        removals.push((shmid as i32, c.ts_ns));
-                    }
-                }
-                "shmat" => {
-                    if let Some(addr) = c.ret_str().and_then(logs::parse_addr) {
-                        attached.insert(addr);
-                        row.peak_attachments = row.peak_attachments.max(attached.len() as u64);
-                    }
-                }
-                "shmdt" => {
-                    if let Some(addr) = c.arg_str("shmaddr").and_then(logs::parse_addr) {
-                        attached.remove(&addr);
-                    }
-                }
-                _ => {}
-            }
+        }
+        created.extend(p.calls.created.iter().map(|segment| Created {
+            segment,
+            creator: p,
+            index,
+        }));
+        for &(shmid, ts) in &p.calls.removals {
+            let last = last_removal.entry(shmid).or_insert(ts);
+            *last = (*last).max(ts);
         }
         for f in &p.findings {
             findings.push(FindingRow {
@@ -350,28 +322,41 @@ pub fn analyze(
     let mut notes = Vec::new();
     match view {
         KernelView::Now(rows, ipc_ns) => {
+            let rows = first_rows(rows.iter());
+            // The segments each creator's exit event lists, by its index.
+            let mut listed: HashMap<usize, HashSet<i32>> = HashMap::new();
             for c in &created {
-                if removals.iter().any(|&(id, ts)| id == c.shmid && ts >= c.ts) {
+                let s = c.segment;
+                // Marked with IPC_RMID (by anyone) at or after its creation.
+                if last_removal.get(&s.shmid).is_some_and(|&ts| ts >= s.ts_ns) {
                     continue;
                 }
                 // The creator's exit check verifies against the kernel: a
                 // created segment it does not list was removed (by someone
                 // the logs do not show) before it exited.
                 if let Some(exit) = &c.creator.exit {
-                    let listed = exit
-                        .leaks
-                        .iter()
-                        .chain(&exit.notes)
-                        .any(|i| i.kind == "segment" && i.shmid == c.shmid);
+                    let listed = listed
+                        .entry(c.index)
+                        .or_insert_with(|| {
+                            exit.leaks
+                                .iter()
+                                .chain(&exit.notes)
+                                .filter(|i| i.kind == "segment")
+                                .map(|i| i.shmid)
+                                .collect()
+                        })
+                        .contains(&s.shmid);
                     if exit.truncated.is_none() && !listed {
                         continue;
                     }
                 }
                 let elsewhere =
                     ipc_ns.is_some() && c.creator.ipc_ns.is_some() && c.creator.ipc_ns != ipc_ns;
-                let row = rows
-                    .iter()
-                    .find(|r| !elsewhere && r.shmid == c.shmid && r.cpid == c.creator.pid);
+                let row = if elsewhere {
+                    None
+                } else {
+                    rows.get(&(s.shmid, c.creator.pid)).copied()
+                };
                 let in_kernel = row.is_some_and(|r| r.mode & SHM_DEST == 0);
                 let now = match row {
                     Some(r) if r.mode & SHM_DEST != 0 => {
@@ -388,10 +373,10 @@ pub fn analyze(
                     None => "no longer in the kernel now".to_owned(),
                 };
                 leaked_segments.push(SegmentLeak {
-                    shmid: c.shmid,
-                    key: c.key.clone(),
-                    size: row.map_or(c.size, |r| r.size),
-                    mode: kernel::mode_octal(row.map_or(c.mode.unwrap_or(0), |r| r.mode)),
+                    shmid: s.shmid,
+                    key: s.key.clone(),
+                    size: row.map_or(s.size, |r| r.size),
+                    mode: kernel::mode_octal(row.map_or(s.mode.unwrap_or(0), |r| r.mode)),
                     cpid: c.creator.pid,
                     command: Some(c.creator.command()),
                     source: "log",
@@ -408,6 +393,7 @@ pub fn analyze(
                 .iter()
                 .filter(|r| !before.contains(&(r.shmid, r.cpid)) && r.mode & SHM_DEST == 0)
                 .collect();
+            let new_by_id = first_rows(new_rows.iter().copied());
             // Who the tree's processes were: unseen creators must have
             // been one of them (another user's leftovers are not ours).
             let tree_uids: BTreeSet<u32> = t
@@ -433,10 +419,7 @@ pub fn analyze(
                 {
                     continue;
                 }
-                let Some(row) = new_rows
-                    .iter()
-                    .find(|r| r.shmid == c.shmid && r.cpid == c.creator.pid)
-                else {
+                let Some(&row) = new_by_id.get(&(c.segment.shmid, c.creator.pid)) else {
                     continue;
                 };
                 if !seen.insert(row.shmid) {
@@ -542,6 +525,17 @@ pub fn analyze(
         warnings,
         summary,
     }
+}
+
+/// The rows by (shmid, creator pid); the first of rows that share both.
+fn first_rows<'a>(
+    rows: impl Iterator<Item = &'a SegmentRow>,
+) -> HashMap<(i32, u32), &'a SegmentRow> {
+    let mut by_id = HashMap::new();
+    for r in rows {
+        by_id.entry((r.shmid, r.cpid)).or_insert(r);
+    }
+    by_id
 }
 
 fn segment_from_row(
