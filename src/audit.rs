@@ -145,14 +145,50 @@ fn header(o: &mut Buf, kind: &str) {
     o.dec(u64::from(SCHEMA_VERSION));
     o.raw(b",\"event\":\"");
     o.raw(kind.as_bytes());
-    o.raw(b"\",\"pid\":");
+    o.raw(b"\",");
+    ids(o);
+    o.raw(b",\"ts_ns\":");
+    o.dec(sys::now_ns());
+}
+
+/// The `"pid":P,"ppid":Q,"tid":T` part of every event: the same for all of
+/// a thread's events, so it is rendered once per thread (and again after
+/// fork, when the pid changes) instead of three number conversions per
+/// event.
+fn ids(o: &mut Buf) {
+    thread_local! {
+        static IDS: core::cell::RefCell<(u32, Buf)> = core::cell::RefCell::new((0, Buf::new()));
+    }
+    let pid = runtime::pid();
+    let cached = IDS.try_with(|cell| {
+        let Ok(mut cache) = cell.try_borrow_mut() else {
+            return false;
+        };
+        if cache.0 != pid {
+            let mut fresh = Buf::new();
+            render_ids(&mut fresh);
+            *cache = (pid, fresh);
+        }
+        match cache.1.bytes() {
+            Some(bytes) => {
+                o.raw(bytes);
+                true
+            }
+            None => false,
+        }
+    });
+    if cached != Ok(true) {
+        render_ids(o);
+    }
+}
+
+fn render_ids(o: &mut Buf) {
+    o.raw(b"\"pid\":");
     o.dec(u64::from(runtime::pid()));
     o.raw(b",\"ppid\":");
     o.dec(u64::from(runtime::ppid()));
     o.raw(b",\"tid\":");
     o.dec(u64::from(runtime::tid()));
-    o.raw(b",\"ts_ns\":");
-    o.dec(sys::now_ns());
 }
 
 fn write_args(o: &mut Buf, call: &Call<'_>) {
