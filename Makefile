@@ -5,6 +5,8 @@
 #                        preloaded), header, exported symbols, install + pkg-config
 #   make lint            rustfmt and clippy -D warnings
 #   make test-postgres   PostgreSQL with System V shared memory under shmguard run
+#   make asan / valgrind the C suite under ASan+UBSan / Valgrind memcheck
+#   make stress          the long stress runs (threads, signals, fork, exec)
 #   make test-stress-ng  Debian's stress-ng --shm-sysv with and without shmguard run
 #   make miri            the safe core's unit tests under Miri (nightly + miri component)
 #   make fuzz SEEDS=N    differential fuzzing against the kernel (N random sequences)
@@ -38,7 +40,7 @@ EXPORTS := ftok shmat shmctl shmdt shmget \
 	shmguard_last_error shmguard_leak_count shmguard_leak_report shmguard_shmat \
 	shmguard_shmctl shmguard_shmdt shmguard_shmget shmguard_version
 
-.PHONY: test-stress-ng miri fuzz test-fuzz bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
+.PHONY: asan valgrind stress test-stress-ng miri fuzz test-fuzz bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
 	lint demo install uninstall clean
 
 all: build
@@ -93,6 +95,19 @@ check-install: build
 # Debian's postgresql when missing.
 test-postgres: build
 	cli/tests/postgres.sh $(REL)
+
+# The C suite under AddressSanitizer + UndefinedBehaviorSanitizer, and
+# under Valgrind memcheck (c_tests/sanitize.sh says what each checks).
+asan: build
+	c_tests/sanitize.sh asan $(REL) $(BUILD)/asan
+
+valgrind: build
+	c_tests/sanitize.sh valgrind $(REL) $(BUILD)/valgrind
+
+# The stress scenarios for longer (SHMGUARD_STRESS_SECONDS each phase).
+STRESS_SECONDS ?= 20
+stress: build
+	SHMGUARD_SUITE=stress SHMGUARD_STRESS_SECONDS=$(STRESS_SECONDS) c_tests/run.sh $(REL) $(BUILD)/stress
 
 # Debian's stress-ng (--shm-sysv) with and without shmguard run, each in its
 # own IPC namespace: same outcome, every call logged, no leak; prints the

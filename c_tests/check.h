@@ -20,6 +20,10 @@
  * - Options: programs that test SHMGUARD_OPTIONS run themselves again
  *   (ck_run_self) with options of their choosing and read the child's
  *   stdout, stderr and audit logs from files in ck_tmpdir().
+ * - Logs: ck_log_read()/ck_logs_read() check that audit logs are JSON Lines
+ *   (a strict JSON parser) and count their events by kind, call and pid.
+ * - Timeouts (alarms, child waits) are multiplied by SHMGUARD_TIMEOUT_SCALE
+ *   (default 1) for slow runs under valgrind or sanitizers.
  */
 #ifndef SHMGUARD_CHECK_H
 #define SHMGUARD_CHECK_H
@@ -70,6 +74,14 @@ key_t shmguard_ftok(const char *pathname, int proj_id);
 #endif
 
 #define CK_UNUSED __attribute__((unused))
+
+/* Valgrind's client requests, when its header is there (no-ops outside
+ * valgrind). */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
 
 /* ---------------------------------------------------------------- failures */
 
@@ -322,12 +334,20 @@ ck_track_crash_only(int id)
     ck_track_mode(id, 1);
 }
 
+/* A program's own cleanup (segments it tracks outside the registry, such
+ * as the stress test's live tables), run with the registry's: at exit and
+ * from the fatal-signal handlers, in the owning process only. It must be
+ * async-signal-safe. */
+static void (*ck_cleanup_hook)(void);
+
 /* Async-signal-safe: raw syscalls only. */
 static void
 ck_remove_all(int at_exit)
 {
     if ((pid_t)syscall(SYS_getpid) != ck_owner)
         return;
+    if (ck_cleanup_hook != NULL)
+        ck_cleanup_hook();
     int n = __atomic_load_n(&ck_nids, __ATOMIC_SEQ_CST);
     if (n > CK_MAX_IDS)
         n = CK_MAX_IDS;
@@ -515,24 +535,87 @@ ck_flush_all(void)
     fflush(stderr);
 }
 
+/* SHMGUARD_TIMEOUT_SCALE (default 1): every timeout of the suite is
+ * multiplied by it, for slow runs (valgrind, sanitizers). */
+static CK_UNUSED int
+ck_scale(void)
+{
+    const char *s = getenv("SHMGUARD_TIMEOUT_SCALE");
+    int n = s == NULL ? 1 : atoi(s);
+    return n > 0 ? n : 1;
+}
+
+/* Set in a child forked while other threads ran: what those threads were
+ * allocating is referenced only from stacks the child does not have, so
+ * leak checkers would call it lost. LeakSanitizer asks this function at
+ * exit; valgrind is told by ck_child_of_threads(). */
+static int ck_forked_from_threads;
+
+__attribute__((used, visibility("default"))) int __lsan_is_turned_off(void);
+
+__attribute__((used, visibility("default"))) int
+__lsan_is_turned_off(void)
+{
+    return ck_forked_from_threads;
+}
+
+/* In a child forked while other threads ran: no leak check at its exit
+ * (LeakSanitizer, valgrind; a no-op otherwise). */
+static CK_UNUSED void
+ck_child_of_threads(void)
+{
+    ck_forked_from_threads = 1;
+#ifdef VALGRIND_CLO_CHANGE
+    VALGRIND_CLO_CHANGE("--leak-check=no");
+#endif
+}
+
+/* The number of threads of this process (from /proc, without malloc). */
+static CK_UNUSED int
+ck_threads(void)
+{
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 1;
+    buf[n] = '\0';
+    /* field 20; the command (field 2) may hold spaces: count after ')' */
+    const char *p = strrchr(buf, ')');
+    int field = 2, threads = 1;
+    for (; p != NULL && *p != '\0'; p++)
+        if (*p == ' ' && ++field == 20) {
+            threads = atoi(p + 1);
+            break;
+        }
+    return threads;
+}
+
 static CK_UNUSED pid_t
 ck_fork(void)
 {
     ck_flush_all();
+    int threads = ck_threads();
     pid_t pid = fork();
     if (pid < 0) {
         FAIL("fork: %s", ck_errname(errno));
         exit(1);
     }
+    if (pid == 0 && threads > 1)
+        ck_child_of_threads();
     return pid;
 }
 
-/* Wait for PID up to TIMEOUT_MS; kill it on expiry. Returns the wait status
- * or -1 on timeout. */
+/* Wait for PID up to TIMEOUT_MS (times ck_scale()); kill it on expiry.
+ * Returns the wait status or -1 on timeout. */
 static CK_UNUSED int
 ck_wait(pid_t pid, int timeout_ms)
 {
     int status = 0;
+    timeout_ms *= ck_scale();
     for (int waited = 0;; waited += 2) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid)
@@ -631,9 +714,10 @@ ck_own_segments(void)
     return n;
 }
 
-/* The whole file at PATH, NUL-terminated, malloc'd; NULL if unreadable. */
+/* The whole file at PATH, NUL-terminated, malloc'd, its length in *LEN
+ * (the file may hold NUL bytes); NULL if unreadable. */
 static CK_UNUSED char *
-ck_slurp(const char *path)
+ck_slurp_len(const char *path, size_t *len_out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -663,7 +747,16 @@ ck_slurp(const char *path)
     close(fd);
     if (buf != NULL)
         buf[len] = '\0';
+    if (len_out != NULL)
+        *len_out = buf == NULL ? 0 : len;
     return buf;
+}
+
+/* The whole file at PATH, NUL-terminated, malloc'd; NULL if unreadable. */
+static CK_UNUSED char *
+ck_slurp(const char *path)
+{
+    return ck_slurp_len(path, NULL);
 }
 
 /* A per-run directory, mode 01777 so that a child that dropped privileges
@@ -703,13 +796,27 @@ ck_options_plus(char *buf, size_t len, const char *extra)
     return buf;
 }
 
-/* Runs this program again (/proc/self/exe) with ARGV, the environment kept
+/* This program's path, for exec'ing it again: /proc/self/exe resolved (under
+ * valgrind, exec of /proc/self/exe itself would start valgrind's tool, while
+ * readlink gives the program's own path). */
+static CK_UNUSED const char *
+ck_self_exe(void)
+{
+    static char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n <= 0)
+        return "/proc/self/exe";
+    path[n] = '\0';
+    return path;
+}
+
+/* Runs this program again (ck_self_exe) with ARGV, the environment kept
  * but SHMGUARD_OPTIONS set to OPTS (removed if NULL), stdout and stderr
- * written to the files OUT and ERR. Returns ck_child_code() and the
- * child's pid in *PID. */
+ * written to the files OUT and ERR. Returns ck_child_code() (killed after
+ * TIMEOUT_MS) and the child's pid in *PID. */
 static CK_UNUSED int
-ck_run_self(char *const argv[], const char *opts, const char *out, const char *err,
-            pid_t *pid_out)
+ck_run_self_timeout(char *const argv[], const char *opts, const char *out, const char *err,
+                    pid_t *pid_out, int timeout_ms)
 {
     extern char **environ;
     size_t n = 0;
@@ -739,14 +846,22 @@ ck_run_self(char *const argv[], const char *opts, const char *out, const char *e
             _exit(98);
         close(o);
         close(e);
-        execve("/proc/self/exe", argv, envp);
+        execve(ck_self_exe(), argv, envp);
         _exit(99);
     }
     free(envp);
     free(env_opts);
     if (pid_out != NULL)
         *pid_out = pid;
-    return ck_child_code(pid, 40000);
+    return ck_child_code(pid, timeout_ms);
+}
+
+/* ck_run_self_timeout with 40 s. */
+static CK_UNUSED int
+ck_run_self(char *const argv[], const char *opts, const char *out, const char *err,
+            pid_t *pid_out)
+{
+    return ck_run_self_timeout(argv, opts, out, err, pid_out, 40000);
 }
 
 /* Lines of TEXT that begin "==N== shmguard: " (any pid N) followed by
@@ -798,6 +913,431 @@ ck_last_error(void)
     *(void **)&last = ck_sym("shmguard_last_error");
     const char *e = last();
     return e == NULL ? "(null)" : e;
+}
+
+/* -------------------------------------------------------- audit logs */
+
+/* A strict JSON (RFC 8259) validator for one line, which also captures
+ * what the tests count: the top-level members "event", "call" (strings),
+ * "pid" (number), "errno" (string: the call failed) and "forked". */
+struct ck_json {
+    const unsigned char *p, *end;
+    int depth;
+    char event[16], call[16];
+    long pid;
+    int failed, forked;
+};
+
+static CK_UNUSED void
+ck_json_ws(struct ck_json *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+/* One UTF-8 sequence (RFC 3629: no overlongs, no surrogates). */
+static CK_UNUSED int
+ck_json_utf8(struct ck_json *j)
+{
+    const unsigned char *s = j->p;
+    size_t left = (size_t)(j->end - s);
+    unsigned c = s[0];
+    int n;
+    unsigned min, cp;
+    if (c < 0x80)
+        n = 1, min = 0, cp = c;
+    else if ((c & 0xe0) == 0xc0)
+        n = 2, min = 0x80, cp = c & 0x1f;
+    else if ((c & 0xf0) == 0xe0)
+        n = 3, min = 0x800, cp = c & 0x0f;
+    else if ((c & 0xf8) == 0xf0)
+        n = 4, min = 0x10000, cp = c & 0x07;
+    else
+        return 0;
+    if ((size_t)n > left)
+        return 0;
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    j->p += n;
+    return 1;
+}
+
+/* A string; its raw bytes (escapes kept) into OUT when OUT is not NULL. */
+static CK_UNUSED int
+ck_json_string(struct ck_json *j, char *out, size_t outlen)
+{
+    size_t n = 0;
+    if (j->p >= j->end || *j->p != '"')
+        return 0;
+    j->p++;
+    while (j->p < j->end) {
+        unsigned char c = *j->p;
+        if (c == '"') {
+            j->p++;
+            if (out != NULL)
+                out[n < outlen ? n : outlen - 1] = '\0';
+            return 1;
+        }
+        if (c < 0x20)
+            return 0;
+        if (out != NULL && n + 1 < outlen)
+            out[n++] = (char)c;
+        if (c == '\\') {
+            j->p++;
+            if (j->p >= j->end)
+                return 0;
+            c = *j->p;
+            if (c == 'u') {
+                for (int i = 1; i <= 4; i++)
+                    if (j->p + i >= j->end || !strchr("0123456789abcdefABCDEF", j->p[i]) ||
+                        j->p[i] == '\0')
+                        return 0;
+                j->p += 5;
+            } else if (strchr("\"\\/bfnrt", c) != NULL && c != '\0') {
+                j->p++;
+            } else {
+                return 0;
+            }
+        } else if (!ck_json_utf8(j)) {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static CK_UNUSED int
+ck_json_number(struct ck_json *j, long *out)
+{
+    const unsigned char *start = j->p;
+    if (j->p < j->end && *j->p == '-')
+        j->p++;
+    if (j->p >= j->end)
+        return 0;
+    if (*j->p == '0')
+        j->p++;
+    else if (*j->p >= '1' && *j->p <= '9')
+        while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+            j->p++;
+    else
+        return 0;
+    if (j->p < j->end && *j->p == '.') {
+        j->p++;
+        if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+            return 0;
+        while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+            j->p++;
+    }
+    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+        j->p++;
+        if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
+            j->p++;
+        if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+            return 0;
+        while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+            j->p++;
+    }
+    if (out != NULL) {
+        char buf[32];
+        size_t n = (size_t)(j->p - start);
+        if (n >= sizeof buf)
+            n = sizeof buf - 1;
+        memcpy(buf, start, n);
+        buf[n] = '\0';
+        *out = strtol(buf, NULL, 10);
+    }
+    return 1;
+}
+
+static CK_UNUSED int
+ck_json_literal(struct ck_json *j, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(j->end - j->p) < n || memcmp(j->p, word, n) != 0)
+        return 0;
+    j->p += n;
+    return 1;
+}
+
+static CK_UNUSED int ck_json_value(struct ck_json *j, int top);
+
+/* An object; TOP: capture its members. */
+static CK_UNUSED int
+ck_json_object(struct ck_json *j, int top)
+{
+    j->p++;
+    ck_json_ws(j);
+    if (j->p < j->end && *j->p == '}') {
+        j->p++;
+        return 1;
+    }
+    for (;;) {
+        char key[16];
+        ck_json_ws(j);
+        if (!ck_json_string(j, key, sizeof key))
+            return 0;
+        ck_json_ws(j);
+        if (j->p >= j->end || *j->p != ':')
+            return 0;
+        j->p++;
+        ck_json_ws(j);
+        int ok;
+        if (top && strcmp(key, "event") == 0)
+            ok = ck_json_string(j, j->event, sizeof j->event);
+        else if (top && strcmp(key, "call") == 0 && j->p < j->end && *j->p == '"')
+            ok = ck_json_string(j, j->call, sizeof j->call);
+        else if (top && strcmp(key, "pid") == 0)
+            ok = ck_json_number(j, &j->pid);
+        else if (top && strcmp(key, "errno") == 0 && j->p < j->end && *j->p == '"')
+            ok = ck_json_string(j, NULL, 0), j->failed = 1;
+        else if (top && strcmp(key, "forked") == 0 && ck_json_literal(j, "true"))
+            ok = 1, j->forked = 1;
+        else
+            ok = ck_json_value(j, 0);
+        if (!ok)
+            return 0;
+        ck_json_ws(j);
+        if (j->p < j->end && *j->p == ',') {
+            j->p++;
+            continue;
+        }
+        if (j->p < j->end && *j->p == '}') {
+            j->p++;
+            return 1;
+        }
+        return 0;
+    }
+}
+
+static CK_UNUSED int
+ck_json_value(struct ck_json *j, int top)
+{
+    int ok;
+    if (++j->depth > 64)
+        return 0;
+    ck_json_ws(j);
+    if (j->p >= j->end)
+        return 0;
+    switch (*j->p) {
+    case '{':
+        ok = ck_json_object(j, top);
+        break;
+    case '[':
+        j->p++;
+        ck_json_ws(j);
+        if (j->p < j->end && *j->p == ']') {
+            j->p++;
+            ok = 1;
+            break;
+        }
+        for (;;) {
+            ok = ck_json_value(j, 0);
+            if (!ok)
+                break;
+            ck_json_ws(j);
+            if (j->p < j->end && *j->p == ',') {
+                j->p++;
+                continue;
+            }
+            ok = j->p < j->end && *j->p == ']';
+            if (ok)
+                j->p++;
+            break;
+        }
+        break;
+    case '"':
+        ok = ck_json_string(j, NULL, 0);
+        break;
+    case 't':
+        ok = ck_json_literal(j, "true");
+        break;
+    case 'f':
+        ok = ck_json_literal(j, "false");
+        break;
+    case 'n':
+        ok = ck_json_literal(j, "null");
+        break;
+    default:
+        ok = ck_json_number(j, NULL);
+        break;
+    }
+    j->depth--;
+    return ok;
+}
+
+/* Whether LINE (LEN bytes, no newline) is one JSON object; its captured
+ * members in *J. */
+static CK_UNUSED int
+ck_json_line(const char *line, size_t len, struct ck_json *j)
+{
+    memset(j, 0, sizeof *j);
+    j->pid = -1;
+    j->p = (const unsigned char *)line;
+    j->end = j->p + len;
+    ck_json_ws(j);
+    if (j->p >= j->end || *j->p != '{' || !ck_json_value(j, 1))
+        return 0;
+    ck_json_ws(j);
+    return j->p == j->end;
+}
+
+/* The calls a log counts, in this order. */
+static CK_UNUSED const char *const ck_call_names[5] = {"shmget", "shmat", "shmdt", "shmctl", "ftok"};
+
+/* What one log file holds. */
+struct ck_log {
+    char name[128];
+    long pid;      /* of the first event */
+    int events;    /* lines that are JSON objects */
+    int bad;       /* lines that are not (the first in bad_line) */
+    int starts, exits, findings;
+    int start_first; /* the first event is the start event */
+    int exit_last;   /* an exit event, and nothing after it */
+    int forked;      /* the start event says "forked":true */
+    int unterminated; /* the last line has no newline */
+    int other_pid;   /* events of another pid than the first's */
+    long calls[5];   /* call events, by ck_call_names */
+    long failed;     /* call events with an errno */
+    char bad_line[200];
+};
+
+/* Reads the log file PATH into *LOG: NUL bytes and blank lines are skipped
+ * (docs/log-schema.md); every other line must be a JSON object. Returns 0
+ * if the file cannot be read. */
+static CK_UNUSED int
+ck_log_read(const char *path, struct ck_log *log)
+{
+    size_t len = 0;
+    char *text = ck_slurp_len(path, &len);
+    memset(log, 0, sizeof *log);
+    log->pid = -1;
+    const char *slash = strrchr(path, '/');
+    snprintf(log->name, sizeof log->name, "%s", slash == NULL ? path : slash + 1);
+    if (text == NULL)
+        return 0;
+    size_t at = 0;
+    int last_was_exit = 0;
+    while (at < len) {
+        size_t end = at;
+        while (end < len && text[end] != '\n')
+            end++;
+        /* skip NUL padding */
+        size_t s = at, e = end;
+        while (s < e && text[s] == '\0')
+            s++;
+        while (e > s && text[e - 1] == '\0')
+            e--;
+        if (e > s) {
+            struct ck_json j;
+            if (!ck_json_line(text + s, e - s, &j)) {
+                if (log->bad++ == 0)
+                    snprintf(log->bad_line, sizeof log->bad_line, "%.*s",
+                             (int)(e - s > 190 ? 190 : e - s), text + s);
+            } else {
+                if (log->events++ == 0) {
+                    log->pid = j.pid;
+                    log->start_first = strcmp(j.event, "start") == 0;
+                } else if (j.pid != log->pid) {
+                    log->other_pid++;
+                }
+                last_was_exit = strcmp(j.event, "exit") == 0;
+                if (strcmp(j.event, "start") == 0) {
+                    log->starts++;
+                    log->forked = j.forked;
+                } else if (last_was_exit) {
+                    log->exits++;
+                } else if (strcmp(j.event, "finding") == 0) {
+                    log->findings++;
+                } else if (strcmp(j.event, "call") == 0) {
+                    for (int i = 0; i < 5; i++)
+                        if (strcmp(j.call, ck_call_names[i]) == 0)
+                            log->calls[i]++;
+                    log->failed += j.failed;
+                }
+            }
+        }
+        at = end + 1;
+    }
+    log->exit_last = log->exits == 1 && last_was_exit;
+    size_t last = len;
+    while (last > 0 && text[last - 1] == '\0')
+        last--;
+    log->unterminated = last > 0 && text[last - 1] != '\n';
+    free(text);
+    return 1;
+}
+
+/* Reads every file of DIR whose name begins with PREFIX into a malloc'd
+ * array (*LOGS); returns how many (0 if none or on error). */
+static CK_UNUSED int
+ck_logs_read(const char *dir, const char *prefix, struct ck_log **logs)
+{
+    int n = 0, cap = 0;
+    *logs = NULL;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        if (n == cap) {
+            int bigger = cap == 0 ? 64 : cap * 2;
+            struct ck_log *more = realloc(*logs, (size_t)bigger * sizeof **logs);
+            if (more == NULL)
+                break;
+            *logs = more;
+            cap = bigger;
+        }
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (ck_log_read(path, &(*logs)[n]))
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* The log of PID among LOGS, or NULL. */
+static CK_UNUSED struct ck_log *
+ck_log_of(struct ck_log *logs, int n, long pid)
+{
+    for (int i = 0; i < n; i++)
+        if (logs[i].pid == pid)
+            return &logs[i];
+    return NULL;
+}
+
+/* The sum of a log's call events. */
+static CK_UNUSED long
+ck_log_calls(const struct ck_log *log)
+{
+    long n = 0;
+    for (int i = 0; i < 5; i++)
+        n += log->calls[i];
+    return n;
+}
+
+/* A log must be whole: every line JSON, one start event first, one exit
+ * event last (WANT_EXIT), all of one pid, ending in a newline. FAILs with
+ * WHAT and returns 0 otherwise. */
+static CK_UNUSED int
+ck_log_whole(const char *what, const struct ck_log *log, int want_exit)
+{
+    int ok = log->bad == 0 && log->starts == 1 && log->start_first && log->other_pid == 0 &&
+             !log->unterminated && (!want_exit || log->exit_last) &&
+             (want_exit || log->exits == 0);
+    if (!ok)
+        FAIL("%s: log %s: %d events, %d bad lines%s%s, %d start (first %d), %d exit (last %d), "
+             "%d of another pid, unterminated %d",
+             what, log->name, log->events, log->bad, log->bad ? ", first: " : "",
+             log->bad ? log->bad_line : "", log->starts, log->start_first, log->exits,
+             log->exit_last, log->other_pid, log->unterminated);
+    return ok;
 }
 
 /* ------------------------------------------------------------ init/finish */
@@ -852,7 +1392,7 @@ ck_init(void)
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         sigaction(sigs[i], &sa, NULL);
-    alarm(55);
+    alarm(55 * (unsigned)ck_scale());
     ck_check_mode();
 }
 
@@ -863,7 +1403,7 @@ ck_child_defaults(void)
 {
     signal(SIGSEGV, SIG_DFL);
     signal(SIGBUS, SIG_DFL);
-    alarm(20);
+    alarm(20 * (unsigned)ck_scale());
 }
 
 /* In a forked child: SIGSEGV and SIGBUS back to what the program started
@@ -875,7 +1415,7 @@ ck_child_start_signals(void)
     sigaction(SIGSEGV, &ck_start_segv, NULL);
     sigaction(SIGBUS, &ck_start_bus, NULL);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    alarm(20);
+    alarm(20 * (unsigned)ck_scale());
 }
 
 static CK_UNUSED int

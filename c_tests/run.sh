@@ -16,11 +16,13 @@
 #   x_leak.c  one run per scenario, linked and preloaded (it finds the
 #             extension functions with dlsym, so the plain binary serves the
 #             preloaded mode); this script checks stderr and the status.
-#   x_policy.c, x_guard.c, x_fault.c, x_stacks.c  the options: one run per
-#             line of $option_runs (program, argument, SHMGUARD_OPTIONS),
-#             linked and preloaded; each program checks itself (running
-#             itself again where it needs its own stderr or audit log), and
-#             a run passes if it exits 0 with nothing on stderr.
+#   x_policy.c, x_guard.c, x_fault.c, x_stacks.c  the options, and
+#   x_stress.c, x_hostile.c  load, signals, fork/exec, hostile environments:
+#             one run per line of $option_runs (program, argument,
+#             SHMGUARD_OPTIONS), linked and preloaded; each program checks
+#             itself (running itself again where it needs its own stderr or
+#             audit log), and a run passes if it exits 0 with nothing on
+#             stderr.
 # In the linked and preloaded modes SHMGUARD_EXPECT=1 is set and each program
 # verifies that shmget resolves to libshmguard (and to glibc in plain mode).
 # Before and after each program the table /proc/sysvipc/shm is read: a new
@@ -29,7 +31,13 @@
 #
 # Environment: CC (default cc); CFLAGS (appended); SHMGUARD_MODES (default
 # "plain linked preloaded": the modes to run); SHMGUARD_TEST_TIMEOUT
-# (seconds per program, default 60).
+# (seconds per program, default 60); SHMGUARD_SUITE ("test", the default:
+# everything above; "stress": only the long runs of $stress_runs, each phase
+# SHMGUARD_STRESS_SECONDS long, default 1); SHMGUARD_PRELOAD_FIRST (a
+# library put before libshmguard.so in LD_PRELOAD, e.g. libasan.so);
+# SHMGUARD_WRAPPER (a command that runs each program, e.g. valgrind ...);
+# SHMGUARD_SKIP (runs not to make: program names or PROGRAM:ARGUMENT, each
+# printed as "SKIP name mode").
 # Output: "PASS name mode" or "FAIL name mode: reason" per run, details
 # indented below a failure, and last "N passed, N failed". Exit status 0
 # only if nothing failed.
@@ -57,6 +65,17 @@ cc=${CC:-cc}
 read -r -a extra_flags <<<"${CFLAGS:-}"
 modes=${SHMGUARD_MODES:-plain linked preloaded}
 limit=${SHMGUARD_TEST_TIMEOUT:-60}
+suite=${SHMGUARD_SUITE:-test}
+case "$suite" in
+test | stress) ;;
+*)
+    echo "$0: SHMGUARD_SUITE must be test or stress" >&2
+    exit 2
+    ;;
+esac
+preload_first=${SHMGUARD_PRELOAD_FIRST:-}
+# Word splitting of the wrapper command is wanted.
+read -r -a wrapper <<<"${SHMGUARD_WRAPPER:-}"
 base_flags=(-std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -g)
 incs=(-I"$here" -I"$root/include")
 
@@ -77,6 +96,19 @@ failed=0
 pass() {
     echo "PASS $1 $2"
     passed=$((passed + 1))
+}
+
+# skipped NAME MODE: whether SHMGUARD_SKIP names the run NAME (or its
+# program); says so.
+skipped() {
+    local word
+    for word in ${SHMGUARD_SKIP:-}; do
+        if [ "$word" = "$1" ] || [ "$word" = "${1%%:*}" ]; then
+            echo "SKIP $1 $2 (SHMGUARD_SKIP)"
+            return 0
+        fi
+    done
+    return 1
 }
 
 # fail NAME MODE REASON [DETAIL_FILE]
@@ -154,8 +186,9 @@ prog_extra() {
 # ---------------------------------------------------------------- running
 
 # run_one LOGBASE ENV_ARGS... -- CMD...: runs CMD under a timeout with a
-# clean environment plus ENV_ARGS; stdout/stderr to LOGBASE.out/.err, the
-# status to LOGBASE.rc, the snapshot before to LOGBASE.before.
+# clean environment plus ENV_ARGS and SHMGUARD_RUN (the run's name, for
+# the wrapper's logs); stdout/stderr to LOGBASE.out/.err, the status to
+# LOGBASE.rc, the snapshot before to LOGBASE.before.
 run_one() {
     local logbase=$1 rc=0
     shift
@@ -167,7 +200,8 @@ run_one() {
     shift
     snapshot >"$logbase.before"
     if timeout -k 5 "$limit" env -u SHMGUARD_OPTIONS -u SHMGUARD_EXPECT -u LD_PRELOAD \
-        "${envs[@]}" "$@" >"$logbase.out" 2>"$logbase.err" </dev/null 9>&-; then
+        "SHMGUARD_RUN=$(basename "$logbase")" "${envs[@]}" "${wrapper[@]}" "$@" \
+        >"$logbase.out" 2>"$logbase.err" </dev/null 9>&-; then
         rc=0
     else
         rc=$?
@@ -192,13 +226,17 @@ mode_env() {
     case "$1" in
     plain) ;;
     linked) envs=(SHMGUARD_EXPECT=1) ;;
-    preloaded) envs=(SHMGUARD_EXPECT=1 "LD_PRELOAD=$lib/libshmguard.so") ;;
+    preloaded) envs=(SHMGUARD_EXPECT=1 "LD_PRELOAD=${preload_first:+$preload_first:}$lib/libshmguard.so") ;;
     esac
 }
 
 # ------------------------------------------------- differential programs
 
-for src in "$here"/t_*.c; do
+diff_sources=()
+if [ "$suite" = test ]; then
+    diff_sources=("$here"/t_*.c)
+fi
+for src in "${diff_sources[@]}"; do
     name=$(basename "$src" .c)
     prog_extra "$name"
     built_plain=0
@@ -222,6 +260,7 @@ for src in "$here"/t_*.c; do
     fi
     for mode in $modes; do
         base="$log/$name.$mode"
+        skipped "$name" "$mode" && continue
         if [ "$mode" != plain ] && [ "$have_lib" -eq 0 ]; then
             fail "$name" "$mode" "libshmguard.so not found in $libsrc"
             continue
@@ -273,11 +312,17 @@ x_modes=""
 want_mode linked && x_modes="linked"
 want_mode preloaded && x_modes="$x_modes preloaded"
 
+# The programs of the option runs (below), in the order they are built.
+option_programs="x_policy x_guard x_fault x_stacks x_stress x_hostile"
+[ "$suite" = stress ] && option_programs="x_stress"
+
 if [ -n "$x_modes" ] && [ "$have_lib" -eq 0 ]; then
     for mode in $x_modes; do
-        fail x_api "$mode" "libshmguard.so not found in $libsrc"
-        fail x_leak "$mode" "libshmguard.so not found in $libsrc"
-        for prog in x_policy x_guard x_fault x_stacks; do
+        if [ "$suite" = test ]; then
+            fail x_api "$mode" "libshmguard.so not found in $libsrc"
+            fail x_leak "$mode" "libshmguard.so not found in $libsrc"
+        fi
+        for prog in $option_programs; do
             fail "$prog" "$mode" "libshmguard.so not found in $libsrc"
         done
     done
@@ -285,7 +330,8 @@ if [ -n "$x_modes" ] && [ "$have_lib" -eq 0 ]; then
 fi
 
 # x_api: linked only.
-if want_mode linked && [ "$have_lib" -eq 1 ]; then
+if [ "$suite" = test ] && want_mode linked && [ "$have_lib" -eq 1 ] &&
+    ! skipped x_api linked; then
     base="$log/x_api.linked"
     if build "$bin/x_api.linked" "$log/x_api.linked.compile" "$here/x_api.c" "${linked_args[@]}"; then
         run_one "$base" SHMGUARD_EXPECT=1 -- "$bin/x_api.linked"
@@ -422,7 +468,7 @@ check_scenario() {
 scenarios="leaky exitcode23 exitcode_unset clean atexit_cleanup dtor_cleanup underscore_exit
 raw_removed fork_inherit child_leak note leak_check_off unknown_option count many"
 
-if [ -n "$x_modes" ]; then
+if [ "$suite" = test ] && [ -n "$x_modes" ]; then
     leak_built_plain=0
     leak_built_linked=0
     if build "$bin/x_leak.plain" "$log/x_leak.plain.compile" "$here/x_leak.c"; then
@@ -442,6 +488,7 @@ if [ -n "$x_modes" ]; then
         for s in $scenarios; do
             name="x_leak:$s"
             base="$log/x_leak.$s.$mode"
+            skipped "$name" "$mode" && continue
             if [ "$ok" -eq 0 ]; then
                 fail "$name" "$mode" "does not compile" "$log/x_leak.$mode.compile"
                 continue
@@ -480,7 +527,9 @@ fi
 # ------------------------------------------------------ option programs
 
 # PROGRAM ARGUMENT SHMGUARD_OPTIONS, one run per line ("-": none). The run
-# is named PROGRAM:ARGUMENT (PROGRAM alone without an argument).
+# is named PROGRAM:ARGUMENT (PROGRAM alone without an argument). x_stress
+# and x_hostile take SCENARIO+WORD as SCENARIO (the word names the options).
+# Keep in step with OPTION_RUNS and STRESS_RUNS in tests/c_suite.rs.
 option_runs="x_policy strict policy=strict
 x_policy audit -
 x_guard - guard_pages=1
@@ -489,7 +538,41 @@ x_fault twice fault=shmget@1=ENOSPC,shmget@3=ENOMEM
 x_fault fork fault=shmget@2=ENOSPC
 x_fault multi fault=shmat@1=ENOMEM,shmdt@2=EINVAL,shmctl@1=EIDRM,ftok@1=EACCES
 x_fault invalid -
-x_stacks - stacks=1"
+x_stacks - stacks=1
+x_stress churn -
+x_stress churn_log -
+x_stress signals -
+x_stress signals_log -
+x_stress signals_fork -
+x_stress exec_log -
+x_stress reuse+stacks stacks=1
+x_stress fork_busy+stacks stacks=1
+x_hostile late_calls -
+x_hostile late_log -
+x_hostile close_fds -
+x_hostile close_all -
+x_hostile dup2_fds -
+x_hostile privdrop -
+x_hostile log_unwritable -
+x_hostile max_map -
+x_hostile max_map+guard guard_pages=1
+x_hostile options -"
+
+# The long runs (SHMGUARD_SUITE=stress): every stress scenario with the
+# default options, the log, guard pages and call stacks.
+stress_runs="x_stress churn -
+x_stress churn_log -
+x_stress churn+guard guard_pages=1
+x_stress churn+stacks stacks=1
+x_stress signals -
+x_stress signals_log -
+x_stress signals+guard guard_pages=1
+x_stress signals_fork -
+x_stress reuse -
+x_stress reuse+stacks stacks=1
+x_stress fork_busy -
+x_stress fork_busy+stacks stacks=1"
+[ "$suite" = stress ] && option_runs=$stress_runs
 
 # option_flags PROGRAM: sets the array oflags to the flags PROGRAM needs
 # after the suite's own (x_stacks checks file:line of its frames).
@@ -501,7 +584,7 @@ option_flags() {
 }
 
 if [ -n "$x_modes" ]; then
-    for prog in x_policy x_guard x_fault x_stacks; do
+    for prog in $option_programs; do
         option_flags "$prog"
         if ! build "$bin/$prog.plain" "$log/$prog.plain.compile" "$here/$prog.c" "${oflags[@]}"; then
             rm -f "$bin/$prog.plain"
@@ -519,6 +602,7 @@ if [ -n "$x_modes" ]; then
                 name="$prog:$arg"
                 base="$log/$prog.$arg.$mode"
             fi
+            skipped "$name" "$mode" && continue
             exe="$bin/$prog.plain"
             [ "$mode" = linked ] && exe="$bin/$prog.linked"
             if [ ! -x "$exe" ]; then

@@ -8,11 +8,12 @@
 //! - `x_api.c`: the extension API, linked only.
 //! - `x_leak.c SCENARIO`: the leak report, linked and preloaded; stderr and
 //!   the exit status are checked here.
-//! - `x_policy.c`, `x_guard.c`, `x_fault.c`, `x_stacks.c`: the options, one
-//!   run per entry of [`OPTION_RUNS`] (program, argument, `SHMGUARD_OPTIONS`),
-//!   linked and preloaded; each program checks itself (running itself again
-//!   where it needs its own stderr or audit log), and a run passes if it
-//!   exits 0 with nothing on stderr.
+//! - `x_policy.c`, `x_guard.c`, `x_fault.c`, `x_stacks.c` (the options) and
+//!   `x_stress.c`, `x_hostile.c` (load, signals, fork/exec, hostile
+//!   environments): one run per entry of [`OPTION_RUNS`] (program,
+//!   argument, `SHMGUARD_OPTIONS`), linked and preloaded; each program
+//!   checks itself (running itself again where it needs its own stderr or
+//!   audit log), and a run passes if it exits 0 with nothing on stderr.
 //!
 //! Every program runs with a timeout, one at a time (the table of segments
 //! in `/proc/sysvipc/shm` is compared before and after each: a new segment
@@ -23,7 +24,12 @@
 //!
 //! Environment: `CC`/`CFLAGS` as the `cc` crate reads them; `SHMGUARD_MODES`
 //! (default "plain linked preloaded"); `SHMGUARD_TEST_TIMEOUT` (seconds per
-//! program, default 60).
+//! program, default 60); `SHMGUARD_SUITE` ("test", the default, or
+//! "stress": only the long runs of [`STRESS_RUNS`], each phase
+//! `SHMGUARD_STRESS_SECONDS` long); `SHMGUARD_PRELOAD_FIRST` (a library put
+//! before libshmguard.so in `LD_PRELOAD`); `SHMGUARD_WRAPPER` (a command that
+//! runs each program, e.g. valgrind); `SHMGUARD_SKIP` (runs not to make:
+//! program names or `PROGRAM:ARGUMENT`), as in `run.sh`.
 
 use std::ffi::OsString;
 use std::fs;
@@ -103,10 +109,73 @@ const OPTION_RUNS: &[(&str, &str, &str)] = &[
     ),
     ("x_fault", "invalid", ""),
     ("x_stacks", "", "stacks=1"),
+    ("x_stress", "churn", ""),
+    ("x_stress", "churn_log", ""),
+    ("x_stress", "signals", ""),
+    ("x_stress", "signals_log", ""),
+    ("x_stress", "signals_fork", ""),
+    ("x_stress", "exec_log", ""),
+    ("x_stress", "reuse+stacks", "stacks=1"),
+    ("x_stress", "fork_busy+stacks", "stacks=1"),
+    ("x_hostile", "late_calls", ""),
+    ("x_hostile", "late_log", ""),
+    ("x_hostile", "close_fds", ""),
+    ("x_hostile", "close_all", ""),
+    ("x_hostile", "dup2_fds", ""),
+    ("x_hostile", "privdrop", ""),
+    ("x_hostile", "log_unwritable", ""),
+    ("x_hostile", "max_map", ""),
+    ("x_hostile", "max_map+guard", "guard_pages=1"),
+    ("x_hostile", "options", ""),
+];
+
+/// The long runs (`SHMGUARD_SUITE=stress`), as in `run.sh`'s `stress_runs`:
+/// every stress scenario with the default options, the log, guard pages and
+/// call stacks.
+const STRESS_RUNS: &[(&str, &str, &str)] = &[
+    ("x_stress", "churn", ""),
+    ("x_stress", "churn_log", ""),
+    ("x_stress", "churn+guard", "guard_pages=1"),
+    ("x_stress", "churn+stacks", "stacks=1"),
+    ("x_stress", "signals", ""),
+    ("x_stress", "signals_log", ""),
+    ("x_stress", "signals+guard", "guard_pages=1"),
+    ("x_stress", "signals_fork", ""),
+    ("x_stress", "reuse", ""),
+    ("x_stress", "reuse+stacks", "stacks=1"),
+    ("x_stress", "fork_busy", ""),
+    ("x_stress", "fork_busy+stacks", "stacks=1"),
 ];
 
 /// The option programs, in the order they are built.
-const OPTION_PROGRAMS: &[&str] = &["x_policy", "x_guard", "x_fault", "x_stacks"];
+const OPTION_PROGRAMS: &[&str] = &[
+    "x_policy",
+    "x_guard",
+    "x_fault",
+    "x_stacks",
+    "x_stress",
+    "x_hostile",
+];
+
+/// Whether `SHMGUARD_SKIP` names the run `name` (or its program); says so.
+fn skipped(name: &str, mode: Mode) -> bool {
+    let skip = std::env::var("SHMGUARD_SKIP").unwrap_or_default();
+    let program = name.split(':').next().unwrap_or(name);
+    let hit = skip.split_whitespace().any(|w| w == name || w == program);
+    if hit {
+        println!("SKIP {name} {} (SHMGUARD_SKIP)", mode.name());
+    }
+    hit
+}
+
+/// Whether `SHMGUARD_SUITE=stress` asks for the long runs only.
+fn stress_suite() -> bool {
+    match std::env::var("SHMGUARD_SUITE").as_deref() {
+        Ok("stress") => true,
+        Ok("test") | Err(_) => false,
+        Ok(other) => panic!("SHMGUARD_SUITE must be test or stress, not {other}"),
+    }
+}
 
 /// Flags a program needs after the suite's own (x_stacks checks the
 /// file:line of its frames).
@@ -538,7 +607,16 @@ impl Suite {
         after: impl FnOnce(&str, &str),
     ) -> Run {
         let before = snapshot();
-        let mut cmd = Command::new(exe);
+        let wrapper = std::env::var("SHMGUARD_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(first) => {
+                let mut c = Command::new(first);
+                c.args(words).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
         cmd.args(args)
             .env_remove("SHMGUARD_OPTIONS")
             .env_remove("SHMGUARD_EXPECT")
@@ -547,11 +625,29 @@ impl Suite {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        // The run's name for a wrapper's logs, as run.sh names its logs.
+        let stem = exe.file_stem().unwrap_or_default().to_string_lossy();
+        let mut label = stem.into_owned();
+        for a in args {
+            label.push('.');
+            label.push_str(a);
+        }
+        label.push('.');
+        label.push_str(mode.name());
+        cmd.env("SHMGUARD_RUN", label);
         if mode != Mode::Plain {
             cmd.env("SHMGUARD_EXPECT", "1");
         }
         if mode == Mode::Preloaded {
-            cmd.env("LD_PRELOAD", self.lib.join("libshmguard.so"));
+            let mut preload = OsString::new();
+            if let Some(first) =
+                std::env::var_os("SHMGUARD_PRELOAD_FIRST").filter(|f| !f.is_empty())
+            {
+                preload.push(first);
+                preload.push(":");
+            }
+            preload.push(self.lib.join("libshmguard.so"));
+            cmd.env("LD_PRELOAD", preload);
         }
         for (k, v) in extra_env {
             cmd.env(k, v);
@@ -674,6 +770,9 @@ impl Suite {
 
             let mut reference: Option<String> = None;
             for &mode in &modes {
+                if skipped(&name, mode) {
+                    continue;
+                }
                 let (exe, built) = match mode {
                     Mode::Linked => (&linked, &linked_built),
                     _ => (&plain, &plain_built),
@@ -725,7 +824,7 @@ impl Suite {
         let dir = self.c_tests();
 
         // x_api: linked only (it calls the API directly).
-        if modes.contains(&Mode::Linked) {
+        if modes.contains(&Mode::Linked) && !skipped("x_api", Mode::Linked) {
             let exe = self.bin.join("x_api.linked");
             let mut args: Vec<OsString> = vec![dir.join("x_api.c").into()];
             args.extend(self.linked_args());
@@ -767,6 +866,9 @@ impl Suite {
             };
             for s in SCENARIOS {
                 let name = format!("x_leak:{s}");
+                if skipped(&name, mode) {
+                    continue;
+                }
                 if let Err(e) = built {
                     let e = indent(e);
                     self.fail(&name, mode, "does not compile", &e);
@@ -820,8 +922,13 @@ impl Suite {
             return;
         }
         let dir = self.c_tests();
+        let (programs, runs) = if stress_suite() {
+            (&["x_stress"][..], STRESS_RUNS)
+        } else {
+            (OPTION_PROGRAMS, OPTION_RUNS)
+        };
         let mut built = Vec::new();
-        for program in OPTION_PROGRAMS {
+        for program in programs {
             let src: OsString = dir.join(format!("{program}.c")).into();
             let plain = self.bin.join(format!("{program}.plain"));
             let linked = self.bin.join(format!("{program}.linked"));
@@ -835,12 +942,15 @@ impl Suite {
             built.push((*program, plain, plain_built, linked, linked_built));
         }
         for &mode in &modes {
-            for &(program, arg, options) in OPTION_RUNS {
+            for &(program, arg, options) in runs {
                 let name = if arg.is_empty() {
                     program.to_string()
                 } else {
                     format!("{program}:{arg}")
                 };
+                if skipped(&name, mode) {
+                    continue;
+                }
                 let Some((_, plain, plain_built, linked, linked_built)) =
                     built.iter().find(|b| b.0 == program)
                 else {
@@ -887,8 +997,10 @@ fn c_suite() {
     let _guard = SUITE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let _machine = lock_machine();
     let mut suite = Suite::new();
-    suite.differential();
-    suite.extensions();
+    if !stress_suite() {
+        suite.differential();
+        suite.extensions();
+    }
     suite.option_programs();
     println!("{} passed, {} failed", suite.passed, suite.failures.len());
     assert!(

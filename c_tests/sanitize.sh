@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# c_tests/sanitize.sh asan|valgrind LIBDIR OUTDIR: the whole C suite (t_*
+# and x_* programs, c_tests/run.sh) under a memory checker.
+#
+#   asan      every program built with -fsanitize=address,undefined
+#             -fno-omit-frame-pointer and run plain, linked (the compiler
+#             driver puts libasan first in the link) and preloaded with
+#             LD_PRELOAD=libasan.so:libshmguard.so (ASan must come first).
+#             ASan or UBSan finding anything aborts the program: its run
+#             fails, with the report in its stderr.
+#   valgrind  the plain (reference) and linked programs run under
+#             valgrind --error-exitcode=1 --leak-check=full
+#             --errors-for-leak-kinds=definite --trace-children=yes (the
+#             programs fork and exec themselves). Valgrind writes to
+#             OUTDIR/valgrind/RUN.PID.xml, not to the program's stderr. A
+#             run passes if memcheck found no error in any of its processes
+#             and it did not time out (valgrind changes what shmat does, so
+#             the suite's own verdicts are only notes here). Runs that cannot
+#             work under valgrind are skipped (SHMGUARD_SKIP, reasons below),
+#             and a probe checks that a program with log_path can exit under
+#             memcheck at all.
+#
+# Both run the short stress phases (SHMGUARD_STRESS_SECONDS, default 1)
+# with the suite's deadlock timeouts scaled (SHMGUARD_TIMEOUT_SCALE) and a
+# longer per-program timeout (SHMGUARD_TEST_TIMEOUT) unless set. The last
+# line is "N passed, N failed"; the status is 0 only if nothing failed.
+set -eu
+
+if [ "$#" -ne 3 ] || { [ "$1" != asan ] && [ "$1" != valgrind ]; }; then
+    echo "usage: $0 asan|valgrind LIBDIR OUTDIR" >&2
+    exit 2
+fi
+tool=$1
+here=$(cd "$(dirname "$0")" && pwd)
+libdir=$2
+mkdir -p "$3"
+out=$(cd "$3" && pwd)
+cc=${CC:-cc}
+export SHMGUARD_STRESS_SECONDS=${SHMGUARD_STRESS_SECONDS:-1}
+
+case "$tool" in
+asan)
+    libasan=$("$cc" -print-file-name=libasan.so)
+    if [ ! -e "$libasan" ]; then
+        echo "$0: $cc has no libasan.so (Debian: apt-get install libasan8)" >&2
+        exit 2
+    fi
+    libasan=$(readlink -f "$libasan")
+    # detect_leaks: LeakSanitizer at every exit. abort_on_error: a finding
+    # kills the program (SIGABRT) instead of exiting with a code that a
+    # child's parent might not look at. handle_segv=0: the suite makes
+    # deliberate faults (guard pages, EFAULT probes in children) that must
+    # end in SIGSEGV as they do without ASan; wild accesses still crash.
+    # allocator_may_return_null=1: malloc returns NULL when the address
+    # space is used up (x_hostile max_map), as glibc's does, instead of
+    # aborting.
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:handle_segv=0:allocator_may_return_null=1
+    export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+    export CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer ${CFLAGS:-}"
+    export SHMGUARD_PRELOAD_FIRST=$libasan
+    # x_guard compares the number of lines of /proc/self/maps before and
+    # after calls; ASan's allocator maps a new region the first time each
+    # size class is used, so those counts move under ASan for no fault of
+    # shmguard's. Everything else runs.
+    export SHMGUARD_SKIP=${SHMGUARD_SKIP-x_guard}
+    export SHMGUARD_TIMEOUT_SCALE=${SHMGUARD_TIMEOUT_SCALE:-3}
+    export SHMGUARD_TEST_TIMEOUT=${SHMGUARD_TEST_TIMEOUT:-180}
+    exec "$here/run.sh" "$libdir" "$out"
+    ;;
+valgrind)
+    if ! command -v valgrind >/dev/null; then
+        echo "$0: valgrind is not installed (Debian: apt-get install valgrind)" >&2
+        exit 2
+    fi
+    vglogs="$out/valgrind"
+    rm -rf "$vglogs"
+    mkdir -p "$vglogs"
+    supp="$out/valgrind.supp"
+    {
+        # Not shmguard's errors: the suite's own deliberate ones. The
+        # differential tests pass invalid pointers on purpose, to compare
+        # shmguard's EFAULT with the kernel's (shmguard hands the pointer to
+        # the kernel unread): t_shmctl.c diff_fail, x_api.c case_mirrors,
+        # t_ftok.c ftok_case and key_by_hand. Valgrind matches the
+        # parameter's name exactly, hence one entry per name.
+        for param in "shmctl(IPC_STAT, arg.buf)" "shmctl(IPC_SET, arg.buf)" \
+            "shmctl(SHM_STAT, arg.buf)" "shmctl(SHM_STAT_ANY, arg.buf)" \
+            "shmctl(IPC_INFO, buf)" "shmctl(SHM_INFO, buf)"; do
+            for fn in diff_fail case_mirrors; do
+                printf '{\n   efault-probe\n   Memcheck:Param\n   %s\n   ...\n   fun:%s\n}\n' \
+                    "$param" "$fn"
+            done
+        done
+        for fn in ftok_case key_by_hand; do
+            printf '{\n   efault-probe\n   Memcheck:Param\n   fstatat(file_name)\n   ...\n   fun:%s\n}\n' "$fn"
+        done
+        # x_guard.c fault_case_of touches a guard page on purpose, in a child
+        # that must then die by SIGSEGV.
+        printf '{\n   guard-page-hit\n   Memcheck:Addr1\n   fun:fault_case_of\n}\n'
+    } >"$supp"
+    # Errors are counted in XML (<error>: what --error-exitcode counts,
+    # without the notes on processes that die by a signal on purpose), one
+    # file per process, named after the run (run.sh sets SHMGUARD_RUN).
+    vg=(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
+        --show-leak-kinds=definite --trace-children=yes --suppressions="$supp"
+        --xml=yes "--xml-file=$vglogs/%q{SHMGUARD_RUN}.%p.xml"
+        "--log-file=$vglogs/%q{SHMGUARD_RUN}.%p.log")
+    export SHMGUARD_WRAPPER="${vg[*]}"
+    export SHMGUARD_MODES=${SHMGUARD_MODES:-plain linked}
+    export SHMGUARD_TIMEOUT_SCALE=${SHMGUARD_TIMEOUT_SCALE:-20}
+    export SHMGUARD_TEST_TIMEOUT=${SHMGUARD_TEST_TIMEOUT:-900}
+    # Runs that cannot work under valgrind:
+    # - every run with log_path: memcheck's leak search at exit reads the
+    #   audit log's 1 GiB file mapping, nearly all of it past the end of the
+    #   file, and takes a SIGBUS each time: it does not finish in minutes.
+    #   The probe below keeps that visible until the library maps only what
+    #   the file holds.
+    # - x_hostile max_map: valgrind's own address-space manager has a fixed
+    #   table of segments and gives up long before vm.max_map_count.
+    # - x_hostile privdrop: once the process is nobody, valgrind cannot write
+    #   its logs in this directory.
+    log_runs="x_policy x_stacks x_stress:churn_log x_stress:signals_log x_stress:exec_log
+x_hostile:late_log x_hostile:close_fds x_hostile:close_all x_hostile:dup2_fds
+x_hostile:log_unwritable"
+    export SHMGUARD_SKIP=${SHMGUARD_SKIP-$log_runs x_hostile:max_map x_hostile:max_map+guard x_hostile:privdrop}
+    set +e
+    "$here/run.sh" "$libdir" "$out" >"$out/run.txt" 2>&1
+    set -e
+
+    # The verdict is memcheck's. The suite's own checks ran too, but
+    # valgrind emulates shmat (it picks the address itself, and answers
+    # some requests with its own errno) and exec of /proc/self/exe, and runs
+    # 20-50 times slower: where they fail, that is listed as a note.
+    passed=0
+    failed=0
+    notes=()
+    # errors_of RUN: memcheck's errors in the processes of RUN, shown.
+    errors_of() {
+        local f n total=0
+        for f in "$vglogs/$1".*.xml; do
+            [ -e "$f" ] || continue
+            n=$(grep -c "<error>" "$f" || true)
+            [ "$n" -gt 0 ] || continue
+            total=$((total + n))
+            echo "    $n in $(basename "$f"):"
+            awk '/<error>/ { frames = 0 }
+                /<what>|<text>/ { gsub(/^ *<[a-z]+>|<\/[a-z]+> *$/, ""); print "      " $0 }
+                /<fn>/ { gsub(/^ *<fn>|<\/fn> *$/, ""); fn = $0 }
+                /<line>/ { gsub(/^ *<line>|<\/line> *$/, ""); if (frames++ < 8) print "        at " fn ":" $0 }' \
+                "$f" | head -n 40
+        done
+        return "$total"
+    }
+    for rcfile in "$out"/log/*.rc; do
+        [ -e "$rcfile" ] || continue
+        run=$(basename "$rcfile" .rc)
+        rc=$(cat "$rcfile")
+        set +e
+        shown=$(errors_of "$run")
+        n=$?
+        set -e
+        if [ "$n" -ne 0 ]; then
+            echo "FAIL $run: memcheck errors"
+            echo "$shown"
+            failed=$((failed + 1))
+        elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+            echo "FAIL $run: timed out under valgrind"
+            failed=$((failed + 1))
+        else
+            echo "PASS $run"
+            passed=$((passed + 1))
+            [ "$rc" -eq 0 ] || notes+=("$run (status $rc)")
+        fi
+    done
+    grep '^SKIP ' "$out/run.txt" || true
+    if [ "${#notes[@]}" -ne 0 ]; then
+        echo "note: the suite's own checks failed under valgrind in: ${notes[*]}"
+        echo "note: see $out/run.txt and $out/log/RUN.err"
+    fi
+
+    # The probe: a short program with log_path must exit under memcheck (it
+    # removes its segments before exit, so a kill leaves nothing behind).
+    probe_dir="$out/probe"
+    rm -rf "$probe_dir"
+    mkdir -p "$probe_dir"
+    probe_rc=0
+    timeout -k 5 120 env SHMGUARD_EXPECT=1 SHMGUARD_RUN=probe \
+        "SHMGUARD_OPTIONS=log_path=$probe_dir/l.%p.jsonl" \
+        "${vg[@]}" "$out/bin/x_hostile.linked" workload >"$probe_dir/out" 2>"$probe_dir/err" ||
+        probe_rc=$?
+    if [ "$probe_rc" -eq 0 ]; then
+        echo "PASS valgrind:log_exit"
+        passed=$((passed + 1))
+    else
+        echo "FAIL valgrind:log_exit: a program with log_path set did not finish under" \
+            "memcheck's leak check (status $probe_rc; 124 or 137: still running after 120 s)"
+        failed=$((failed + 1))
+    fi
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    ;;
+esac
