@@ -11,10 +11,15 @@
 #   shmguard  shmguard run --log-dir DIR --fail-on-leak -- stress-ng ...
 # and checks: both exit 0 with stress-ng's success line and the same outcome
 # (same stressors dispatched, every instance ended cleanly, no failure line);
-# shmguard run reports no leak and exits 0; the audit logs exist, every line is
-# JSON, and they hold shmget, shmat, shmdt and shmctl calls; every segment
-# created in the logs was removed in the logs; no segment is left in either
-# namespace (ipcs -m, read inside it before it ends). Prints stress-ng's
+# the audit logs exist, every line is JSON, and they hold shmget, shmat, shmdt
+# and shmctl calls; and shmguard's account of leaks is the kernel's: the
+# segments left in the shmguard run's namespace (ipcs -m, read inside it
+# before it ends) are exactly those the report lists as leaked and those the
+# logs show created and never removed, and shmguard run exits 1
+# (--fail-on-leak) exactly when there are any. stress-ng itself leaks now and
+# then: a worker killed at the timeout between its shmget and handing the id
+# to its parent leaves the segment behind, with or without shmguard; the
+# plain run's leftovers are printed, not failed. Prints stress-ng's
 # bogo-ops/s with and without shmguard and their ratio (no threshold).
 #
 # Installs stress-ng with apt-get when missing (needs root). Always cleans up
@@ -156,11 +161,9 @@ echo "# $VERSION; shmguard: $SHMGUARD"
 
 # ---- The namespace each run gets.
 if unshare --ipc true 2>/dev/null; then
-    NS=private
     IN_NS=(unshare --ipc -- "$SELF" --in-namespace private)
     echo "# each run in an IPC namespace of its own (unshare --ipc)"
 else
-    NS=shared
     IN_NS=("$SELF" --in-namespace shared)
     echo "# note: cannot make an IPC namespace (unshare --ipc: not root?); both runs share"
     echo "# the machine's, where segments other programs create during a run can be"
@@ -215,7 +218,8 @@ except Exception as e:
     sys.exit(0)
 s = r.get("summary", {})
 print("leaks=%s" % s.get("leaks"))
-print("listed=%d" % sum(len(r.get(k) or []) for k in ("leaked_segments", "leaked_attachments", "notes")))
+print("leaked_ids=" + " ".join(str(x) for x in sorted(g.get("shmid") for g in r.get("leaked_segments") or [])))
+print("other=%d" % sum(len(r.get(k) or []) for k in ("leaked_attachments", "notes")))
 print("processes=%s" % s.get("processes_logged"))
 print("calls=%d" % sum(p.get("calls", 0) for p in r.get("processes", [])))
 print("failed_calls=%s" % s.get("failed_calls"))
@@ -230,8 +234,15 @@ while IFS='=' read -r k v; do R[$k]=$v; done < <(python3 -c "$PY_REPORT" "$T/rep
 
 check "plain: stress-ng exits 0 ($plain_status)" test "$plain_status" = 0 -- "$T/plain.log"
 check "plain: stress-ng's success line" test "${P[success]}" = 1 -- "$T/plain.log"
-check "shmguard: shmguard run exits 0: stress-ng's status, no leak ($guard_status)" \
-    test "$guard_status" = 0 -- "$T/guard.log" "$T/report.txt"
+# What each run left in the kernel: "shmid(size)" each, and the shmids alone.
+left() { awk '{ printf "%s%s(%s)", sep, $1, $3; sep = " " }' "$1.left" 2>/dev/null; }
+left_ids() { awk '{ print $1 }' "$1.left" 2>/dev/null | sort -n | paste -sd ' '; }
+GUARD_LEFT=$(left_ids "$T/guard")
+# --fail-on-leak: 1 exactly when the tree left a segment (stress-ng exits 0).
+expected_status=0
+[ -n "$GUARD_LEFT" ] && expected_status=1
+check "shmguard: shmguard run exits $expected_status: stress-ng's status, or 1 for a leak (${GUARD_LEFT:+segments left: $GUARD_LEFT; }status $guard_status)" \
+    test "$guard_status" = "$expected_status" -- "$T/guard.log" "$T/report.txt"
 check "shmguard: stress-ng's success line" test "${G[success]}" = 1 -- "$T/guard.log"
 # shellcheck disable=SC2317 # called through check
 same_outcome() {
@@ -247,12 +258,21 @@ check "both runs did work: bogo ops ${P[ops]:-none} / ${G[ops]:-none}" \
 
 # ---- shmguard's report and the library's own per-process reports.
 check "shmguard: the report reads (${R[error]:-JSON})" test -z "${R[error]:-}" -- "$T/report.json"
-check "shmguard: the report shows no leak (leaks ${R[leaks]:-?}, segments/attachments/notes listed ${R[listed]:-?})" \
-    test "${R[leaks]:-x}" = 0 -a "${R[listed]:-x}" = 0 -- "$T/report.txt"
+check "shmguard: the report's leaked segments are those left in the kernel (report: ${R[leaked_ids]:-none}; kernel: ${GUARD_LEFT:-none})" \
+    test "${R[leaked_ids]-x}" = "$GUARD_LEFT" -a -f "$T/guard.left" -- "$T/report.txt" "$T/guard.ipcs"
+check "shmguard: the report lists no leaked attachment or note (${R[other]:-?})" \
+    test "${R[other]:-x}" = 0 -- "$T/report.txt"
 check "shmguard: the report has no warnings (${R[warnings]:-?}: unreadable log lines, other namespaces)" \
     test "${R[warnings]:-x}" = 0 -- "$T/report.txt"
-lib_leaks=$(grep -cE '^==[0-9]+== shmguard: (leak|SUMMARY)' "$T/guard.log")
-check "shmguard: no process's own leak report ($lib_leaks lines)" test "$lib_leaks" = 0 -- "$T/guard.log"
+# A process's own exit report may name a segment it created and never
+# removed, but only one that is really left behind.
+lib_ids=$(sed -n 's/^==[0-9]*== shmguard: leak: segment shmid=\([0-9]*\) .*/\1/p' "$T/guard.log")
+lib_false=$(for id in $lib_ids; do
+    case " $GUARD_LEFT " in *" $id "*) ;; *) printf '%s ' "$id" ;; esac
+done)
+lib_att=$(grep -cE '^==[0-9]+== shmguard: leak: attachment' "$T/guard.log")
+check "shmguard: processes' own leak reports name only segments left in the kernel (false: ${lib_false:-none}; attachments: $lib_att)" \
+    test -z "$lib_false" -a "$lib_att" = 0 -- "$T/guard.log"
 
 # ---- The audit logs.
 # shellcheck disable=SC2016 # Python source, not shell.
@@ -305,9 +325,9 @@ for c in ("shmget", "shmat", "shmdt", "shmctl", "ftok"):
 print("created=%d" % sum(created.values()))
 print("rmid=%d" % sum(removed.values()))
 # Each creation of a shmid needs a removal of it (shmids may be reused).
-missing = [str(i) for i in created if removed[i] < created[i]]
+missing = sorted(i for i in created if removed[i] < created[i])
 print("unremoved=%d" % len(missing))
-print("unremoved_ids=" + " ".join(missing[:10]))
+print("unremoved_ids=" + " ".join(str(i) for i in missing))
 '
 declare -A L
 while IFS='=' read -r k v; do
@@ -324,27 +344,18 @@ for c in shmget shmat shmdt shmctl; do
 done
 check "shmguard: the report counts every logged call (logs ${L[total]:-?}, report ${R[calls]:-?})" \
     test "${L[total]:-x}" = "${R[calls]:-y}" -- "$T/report.txt"
-check "shmguard: every segment created in the logs was removed in the logs (${L[created]:-0} created, ${L[rmid]:-0} IPC_RMID, not removed: ${L[unremoved_ids]:-none})" \
-    test "${L[created]:-0}" -gt 0 -a "${L[unremoved]:-x}" = 0
+check "shmguard: the segments created and never removed in the logs are those left in the kernel (${L[created]:-0} created, ${L[rmid]:-0} IPC_RMID; logs: ${L[unremoved_ids]:-none}; kernel: ${GUARD_LEFT:-none})" \
+    test "${L[created]:-0}" -gt 0 -a "${L[unremoved_ids]-x}" = "$GUARD_LEFT"
 
-# ---- Nothing left in the kernel.
-left() { # OUT: the segments the run left, as "shmid(size)"
-    awk '{ printf "%s%s(%s)", sep, $1, $3; sep = " " }' "$1.left" 2>/dev/null
-}
-ipcs_count() { grep -c '^0x' "$1.ipcs" 2>/dev/null; }
-for run in plain guard; do
-    label=$run
-    [ "$run" = guard ] && label=shmguard
-    l=$(left "$T/$run")
-    if [ "$NS" = private ]; then
-        n=$(ipcs_count "$T/$run")
-        check "$label: no segment left in its namespace (ipcs -m: ${n:-?}; ${l:-none})" \
-            test "${n:-x}" = 0 -a -z "$l" -a -f "$T/$run.left" -- "$T/$run.ipcs"
-    else
-        check "$label: no segment left by the run (${l:-none})" \
-            test -z "$l" -a -f "$T/$run.left" -- "$T/$run.ipcs"
-    fi
-done
+# ---- stress-ng's own leftovers (informational: see the top).
+plain_left=$(left "$T/plain")
+check "plain: the segments left in its namespace were recorded" test -f "$T/plain.left" -- "$T/plain.ipcs"
+if [ -n "$plain_left" ]; then
+    echo "# plain: stress-ng itself left $plain_left (a worker killed at its timeout; removed)"
+fi
+if [ -n "$GUARD_LEFT" ]; then
+    echo "# shmguard: stress-ng left $(left "$T/guard") in this run too; shmguard reported it (removed)"
+fi
 
 # ---- The overhead (informational: the machine may be busy).
 ratio() { # WITH WITHOUT
