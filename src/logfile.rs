@@ -7,9 +7,14 @@
 //! full disk is an error at growth time (logging stops with a warning)
 //! instead of a `SIGBUS` when a page is first touched.
 //!
-//! The whole capacity is reserved as address space once, so the mapping
-//! never moves: a writer can never copy into memory that another thread has
-//! unmapped. Growth and closing take a lock; appending does not.
+//! The whole capacity is reserved as address space once (`PROT_NONE`, no
+//! memory), so the mapping never moves: a writer can never copy into memory
+//! that another thread has unmapped. The file is mapped over the front of
+//! the reservation only as far as it is backed, one `MAP_FIXED` piece per
+//! growth step (the kernel merges the pieces into one mapping): no page of
+//! the range ever raises `SIGBUS`, which matters to tools that read every
+//! readable page of a process (Valgrind's leak search, core dumps). Growth
+//! and closing take a lock; appending does not.
 
 use core::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
@@ -52,6 +57,9 @@ pub struct LogFile {
     pos: AtomicUsize,
     /// The file's current length: every reserved byte below it is backed.
     len: AtomicUsize,
+    /// How much of the reservation maps the file (page-aligned, >= `len`
+    /// while open); the rest is `PROT_NONE`. Changed under `grow`.
+    mapped: AtomicUsize,
     grow: Locked<()>,
 }
 
@@ -65,6 +73,7 @@ impl LogFile {
             path: Locked::new(Vec::new()),
             pos: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
+            mapped: AtomicUsize::new(0),
             grow: Locked::new(()),
         }
     }
@@ -117,25 +126,22 @@ impl LogFile {
         }
         self.dev.store(dev, Ordering::Relaxed);
         self.ino.store(ino, Ordering::Relaxed);
-        // SAFETY: a fresh shared mapping of our own fd; no address is given,
-        // so nothing existing is replaced. Pages past the file's end are not
-        // touched until `len` covers them.
-        let base = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                CAPACITY,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_NORESERVE,
-                fd,
-                0,
-            )
+        let base = match sys::reserve(CAPACITY) {
+            Ok(base) => base,
+            Err(e) => {
+                // SAFETY: `fd` is ours.
+                unsafe { libc::close(fd) };
+                return Err(e);
+            }
         };
-        if base == libc::MAP_FAILED {
-            let e = sys::errno();
+        let existing = size.next_multiple_of(sys::page_size());
+        if let Err(e) = map_file(base, fd, 0, existing) {
+            sys::release(base, CAPACITY);
             // SAFETY: `fd` is ours.
             unsafe { libc::close(fd) };
             return Err(e);
         }
+        self.mapped.store(existing, Ordering::Relaxed);
         // What an earlier image of this process left: its last event ends
         // at the last byte that is not preallocated padding.
         // SAFETY: [base, base + size) maps the file's existing bytes.
@@ -151,7 +157,7 @@ impl LogFile {
         self.fd.store(fd, Ordering::Relaxed);
         self.pos.store(end, Ordering::Relaxed);
         self.len.store(size.min(start), Ordering::Relaxed);
-        self.base.store(base as usize, Ordering::Release);
+        self.base.store(base, Ordering::Release);
         if let Err(e) = self.grow_locked(end) {
             self.pos.store(CLOSED, Ordering::Relaxed);
             return Err(match e {
@@ -162,7 +168,7 @@ impl LogFile {
         // SAFETY: [base + start, base + end) is mapped, backed (grown just
         // now) and reserved for us (pos was set past it before publishing).
         unsafe {
-            let at = base.cast::<u8>().add(start);
+            let at = (base as *mut u8).add(start);
             if torn {
                 *at = b'\n';
             }
@@ -223,13 +229,20 @@ impl LogFile {
         if ret != 0 {
             return Err(AppendError::Grow(sys::errno()));
         }
-        // Fault the new pages in now, in one system call, rather than one
-        // page fault per 4 KiB of events on the hot path (Linux 5.14+; an
-        // older kernel's EINVAL just leaves them to fault lazily).
         let base = self.base.load(Ordering::Relaxed);
         if base != 0 {
-            // SAFETY: [base + len, base + new_len) lies in our mapping and is
-            // backed by the file (just grown); populating writes nothing.
+            // Map the new part (`new_len` is a multiple of the step, hence
+            // of the page size, or CAPACITY).
+            let mapped = self.mapped.load(Ordering::Relaxed);
+            if new_len > mapped {
+                map_file(base, fd, mapped, new_len - mapped).map_err(AppendError::Grow)?;
+                self.mapped.store(new_len, Ordering::Relaxed);
+            }
+            // Fault the new pages in now, in one system call, rather than
+            // one page fault per 4 KiB of events on the hot path (Linux
+            // 5.14+; an older kernel's EINVAL leaves them to fault lazily).
+            // SAFETY: [base + len, base + new_len) lies in our mapping and
+            // is backed by the file (just grown); populating writes nothing.
             unsafe {
                 libc::madvise(
                     (base + len) as *mut libc::c_void,
@@ -258,6 +271,14 @@ impl LogFile {
         if let Some(fd) = self.our_fd() {
             // SAFETY: our own fd; bytes past `end` were never handed out.
             unsafe { libc::ftruncate(fd, end as libc::off_t) };
+        }
+        // The pages past the new end would raise SIGBUS if read: give them
+        // back to the PROT_NONE reservation.
+        let base = self.base.load(Ordering::Relaxed);
+        let keep = end.next_multiple_of(sys::page_size());
+        let mapped = self.mapped.load(Ordering::Relaxed);
+        if mapped > keep && unmap_file(base, keep, mapped - keep).is_ok() {
+            self.mapped.store(keep, Ordering::Relaxed);
         }
         self.len.store(end, Ordering::Release);
     }
@@ -317,6 +338,7 @@ impl LogFile {
         }
         self.pos.store(0, Ordering::Relaxed);
         self.len.store(0, Ordering::Relaxed);
+        self.mapped.store(0, Ordering::Relaxed);
         self.grow.unlock_after_fork_child();
     }
 
@@ -328,6 +350,54 @@ impl LogFile {
     /// Fork `parent`.
     pub fn unlock_in_parent(&self) {
         self.grow.unlock_after_fork_parent();
+    }
+}
+
+/// Maps `[offset, offset + len)` of the file `fd` read-write and shared at
+/// `base + offset`, inside the log's reservation (nothing to do for 0).
+fn map_file(base: usize, fd: i32, offset: usize, len: usize) -> Result<(), Errno> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: [base + offset, base + offset + len) lies inside the log's own
+    // reservation (offset + len <= CAPACITY), which holds nothing of anyone
+    // else's, so MAP_FIXED replaces only our PROT_NONE placeholder.
+    let p = unsafe {
+        libc::mmap(
+            (base + offset) as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            fd,
+            offset as libc::off_t,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(sys::errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// Puts `[base + offset, base + offset + len)` back to the `PROT_NONE`
+/// placeholder of the log's reservation.
+fn unmap_file(base: usize, offset: usize, len: usize) -> Result<(), Errno> {
+    // SAFETY: the range lies inside the log's own reservation and maps only
+    // our file, which nobody copies into any more (closed, under `grow`).
+    let p = unsafe {
+        libc::mmap(
+            (base + offset) as *mut libc::c_void,
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(sys::errno())
+    } else {
+        Ok(())
     }
 }
 
@@ -382,6 +452,70 @@ mod tests {
         assert_eq!(data.len(), 300_006);
         assert!(data.starts_with(b"start\n"));
         assert!(data[6..].iter().all(|&b| b == b'a'));
+    }
+
+    /// The mappings of /proc/self/maps within [lo, hi), clipped to it: (start, end,
+    /// permissions, inode).
+    fn maps_within(lo: usize, hi: usize) -> Vec<(usize, usize, String, u64)> {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let (a, b) = f[0].split_once('-')?;
+                let (a, b) = (
+                    usize::from_str_radix(a, 16).ok()?,
+                    usize::from_str_radix(b, 16).ok()?,
+                );
+                // Clipped: a PROT_NONE rest may merge with a neighbour.
+                (a < hi && b > lo).then(|| {
+                    (
+                        a.max(lo),
+                        b.min(hi),
+                        f[1].to_string(),
+                        f[4].parse().unwrap(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "file mappings are not emulated by Miri")]
+    fn only_what_the_file_holds_is_mapped() {
+        use std::os::unix::fs::MetadataExt;
+        let (path, c) = temp("mapped");
+        let log = LogFile::new();
+        log.open(&c, b"start\n").unwrap();
+        let line = [b'c'; 1000];
+        for _ in 0..200 {
+            log.append(&line).unwrap();
+        }
+        let base = log.base.load(Ordering::Relaxed);
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        let check = |file_len: usize| {
+            let maps = maps_within(base, base + CAPACITY);
+            let file: Vec<_> = maps.iter().filter(|m| m.3 == ino).collect();
+            assert_eq!(file.len(), 1, "one merged file mapping: {maps:x?}");
+            assert_eq!((file[0].0, file[0].1), (base, base + file_len), "{maps:x?}");
+            assert_eq!(file[0].2, "rw-s");
+            let rest: usize = maps
+                .iter()
+                .filter(|m| m.3 != ino)
+                .inspect(|m| assert_eq!(m.2, "---p", "{maps:x?}"))
+                .map(|m| m.1 - m.0)
+                .sum();
+            assert_eq!(rest, CAPACITY - file_len, "{maps:x?}");
+        };
+        // Grown in steps: 64 KiB, then the file's length (the step doubles).
+        let len = log.len.load(Ordering::Relaxed);
+        assert!((200_006..CAPACITY).contains(&len), "{len}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len as u64);
+        check(len);
+        log.close();
+        let page = sys::page_size();
+        check(200_006usize.next_multiple_of(page));
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
