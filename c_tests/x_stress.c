@@ -924,6 +924,7 @@ scenario_fork_busy(void)
         main_phase = "fork";
         pid_t pid = ck_fork();
         if (pid == 0) {
+            ck_child_defaults();
             char *p = shmat(reuse_ids[0], NULL, 0);
             if (p == (char *)-1 || shmdt(p) != 0)
                 _exit(2);
@@ -1382,6 +1383,9 @@ scenario_signals_fork(void)
         if (pid == 0) {
             ck_child_of_threads(); /* the signaller runs in the parent */
             signals_on = 0;
+            /* an alarm that kills: no child outlives a stuck parent */
+            signal(SIGALRM, SIG_DFL);
+            ck_child_defaults();
             char *p = shmat(main_seg, NULL, 0);
             if (p == (char *)-1)
                 _exit(2);
