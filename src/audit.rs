@@ -141,54 +141,73 @@ pub struct Extra {
 
 /// The fields every event starts with.
 fn header(o: &mut Buf, kind: &str) {
+    let now = sys::now_ns();
+    let (sec, nsec) = (now / 1_000_000_000, (now % 1_000_000_000) as u32);
+    if kind == "call" && sec > 0 && cached_call_prefix(o, sec) {
+        o.fixed(9, u64::from(nsec));
+        return;
+    }
+    render_prefix(o, kind);
+    o.dec(now);
+}
+
+/// `{"v":1,"event":KIND,"pid":P,"ppid":Q,"tid":T,"ts_ns":`
+fn render_prefix(o: &mut Buf, kind: &str) {
     o.raw(b"{\"v\":");
     o.dec(u64::from(SCHEMA_VERSION));
     o.raw(b",\"event\":\"");
     o.raw(kind.as_bytes());
-    o.raw(b"\",");
-    ids(o);
-    o.raw(b",\"ts_ns\":");
-    o.dec(sys::now_ns());
-}
-
-/// The `"pid":P,"ppid":Q,"tid":T` part of every event: the same for all of
-/// a thread's events, so it is rendered once per thread (and again after
-/// fork, when the pid changes) instead of three number conversions per
-/// event.
-fn ids(o: &mut Buf) {
-    thread_local! {
-        static IDS: core::cell::RefCell<(u32, Buf)> = core::cell::RefCell::new((0, Buf::new()));
-    }
-    let pid = runtime::pid();
-    let cached = IDS.try_with(|cell| {
-        let Ok(mut cache) = cell.try_borrow_mut() else {
-            return false;
-        };
-        if cache.0 != pid {
-            let mut fresh = Buf::new();
-            render_ids(&mut fresh);
-            *cache = (pid, fresh);
-        }
-        match cache.1.bytes() {
-            Some(bytes) => {
-                o.raw(bytes);
-                true
-            }
-            None => false,
-        }
-    });
-    if cached != Ok(true) {
-        render_ids(o);
-    }
-}
-
-fn render_ids(o: &mut Buf) {
-    o.raw(b"\"pid\":");
+    o.raw(b"\",\"pid\":");
     o.dec(u64::from(runtime::pid()));
     o.raw(b",\"ppid\":");
     o.dec(u64::from(runtime::ppid()));
     o.raw(b",\"tid\":");
     o.dec(u64::from(runtime::tid()));
+    o.raw(b",\"ts_ns\":");
+}
+
+/// The start of a call event up to the seconds of `ts_ns`, the same for
+/// all of a thread's calls within one second: rendered once per thread and
+/// second (and again after fork, when the pid changes) instead of four
+/// number conversions per event. False if it cannot be used (re-entered
+/// from a signal handler, or too long), and the caller renders it.
+fn cached_call_prefix(o: &mut Buf, sec: u64) -> bool {
+    struct Prefix {
+        pid: u32,
+        sec: u64,
+        len: usize,
+        bytes: [u8; PREFIX],
+    }
+    const PREFIX: usize = 128;
+    thread_local! {
+        static CACHE: core::cell::RefCell<Prefix> = const {
+            core::cell::RefCell::new(Prefix { pid: 0, sec: 0, len: 0, bytes: [0; PREFIX] })
+        };
+    }
+    let pid = runtime::pid();
+    CACHE
+        .try_with(|cell| {
+            let Ok(mut cache) = cell.try_borrow_mut() else {
+                return false;
+            };
+            if cache.pid != pid || cache.sec != sec {
+                let mut fresh = Buf::new();
+                render_prefix(&mut fresh, "call");
+                fresh.dec(sec);
+                match fresh.bytes() {
+                    Some(b) if b.len() <= PREFIX => {
+                        cache.bytes[..b.len()].copy_from_slice(b);
+                        cache.len = b.len();
+                        cache.pid = pid;
+                        cache.sec = sec;
+                    }
+                    _ => return false,
+                }
+            }
+            o.block(&cache.bytes, cache.len);
+            true
+        })
+        .unwrap_or(false)
 }
 
 fn write_args(o: &mut Buf, call: &Call<'_>) {
@@ -198,7 +217,9 @@ fn write_args(o: &mut Buf, call: &Call<'_>) {
             o.hex(u64::from(key as u32), 8);
             o.raw(b"\",\"size\":");
             o.dec(size as u64);
-            let _ = write!(o, ",\"shmflg\":\"{}\"}}", GetFlags(flags));
+            o.raw(b",\"shmflg\":\"");
+            let _ = GetFlags(flags).write_to(o);
+            o.raw(b"\"}");
         }
         Call::Shmat { shmid, addr, flags } => {
             o.raw(b"\"args\":{\"shmid\":");
@@ -208,7 +229,9 @@ fn write_args(o: &mut Buf, call: &Call<'_>) {
             if flags == 0 {
                 o.raw(b",\"shmflg\":\"0\"}");
             } else {
-                let _ = write!(o, ",\"shmflg\":\"{}\"}}", AtFlags(flags));
+                o.raw(b",\"shmflg\":\"");
+                let _ = AtFlags(flags).write_to(o);
+                o.raw(b"\"}");
             }
         }
         Call::Shmdt { addr } => {

@@ -196,64 +196,97 @@ impl fmt::Display for Key {
 /// `shmget` flags as C would spell them: `IPC_CREAT|IPC_EXCL|0600`.
 pub struct GetFlags(pub i32);
 
+impl GetFlags {
+    const NAMES: &[(i32, &str)] = &[
+        (libc::IPC_CREAT, "IPC_CREAT"),
+        (libc::IPC_EXCL, "IPC_EXCL"),
+        (libc::SHM_HUGETLB, "SHM_HUGETLB"),
+        (libc::SHM_NORESERVE, "SHM_NORESERVE"),
+    ];
+
+    /// Writes the flags to `w` (what `Display` shows).
+    pub fn write_to<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
+        write_flags(w, self.0, Self::NAMES, 0o777)
+    }
+}
+
 impl fmt::Display for GetFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: &[(i32, &str)] = &[
-            (libc::IPC_CREAT, "IPC_CREAT"),
-            (libc::IPC_EXCL, "IPC_EXCL"),
-            (libc::SHM_HUGETLB, "SHM_HUGETLB"),
-            (libc::SHM_NORESERVE, "SHM_NORESERVE"),
-        ];
-        write_flags(f, self.0, names, 0o777)
+        self.write_to(f)
     }
 }
 
 /// `shmat` flags: `SHM_RDONLY|SHM_RND`.
 pub struct AtFlags(pub i32);
 
-impl fmt::Display for AtFlags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: &[(i32, &str)] = &[
-            (libc::SHM_RDONLY, "SHM_RDONLY"),
-            (libc::SHM_RND, "SHM_RND"),
-            (SHM_REMAP, "SHM_REMAP"),
-            (SHM_EXEC, "SHM_EXEC"),
-        ];
-        write_flags(f, self.0, names, 0)
+impl AtFlags {
+    const NAMES: &[(i32, &str)] = &[
+        (libc::SHM_RDONLY, "SHM_RDONLY"),
+        (libc::SHM_RND, "SHM_RND"),
+        (SHM_REMAP, "SHM_REMAP"),
+        (SHM_EXEC, "SHM_EXEC"),
+    ];
+
+    /// Writes the flags to `w` (what `Display` shows).
+    pub fn write_to<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
+        write_flags(w, self.0, Self::NAMES, 0)
     }
 }
 
-fn write_flags(
-    f: &mut fmt::Formatter<'_>,
+impl fmt::Display for AtFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+/// Writes `value` as `NAME|NAME|0x...|0600` (`mode_mask`: the mode bits,
+/// always shown in octal) or `0`. Generic and without `core::fmt`
+/// machinery: the audit log writes it for every `shmget`.
+pub fn write_flags<W: fmt::Write>(
+    w: &mut W,
     value: i32,
     names: &[(i32, &str)],
     mode_mask: i32,
 ) -> fmt::Result {
-    let mut parts = 0;
-    let mut part = |f: &mut fmt::Formatter<'_>, args: fmt::Arguments<'_>| {
-        parts += 1;
-        if parts > 1 {
-            f.write_str("|")?;
+    let mut first = true;
+    let mut part = |w: &mut W, text: &str| {
+        if !first {
+            w.write_str("|")?;
         }
-        f.write_fmt(args)
+        first = false;
+        w.write_str(text)
     };
     let mut rest = value;
     for &(bit, name) in names {
         if value & bit != 0 {
-            part(f, format_args!("{name}"))?;
+            part(w, name)?;
             rest &= !bit;
         }
     }
     let mode = rest & mode_mask;
     rest &= !mode_mask;
     if rest != 0 {
-        part(f, format_args!("{:#x}", rest as u32))?;
+        // `{:#x}` of the unknown bits.
+        let mut hex = [0u8; 10];
+        let digits = (32 - (rest as u32).leading_zeros() as usize).div_ceil(4);
+        hex[..2].copy_from_slice(b"0x");
+        for i in 0..digits {
+            let nibble = (rest as u32 >> (4 * (digits - 1 - i))) & 15;
+            hex[2 + i] = b"0123456789abcdef"[nibble as usize];
+        }
+        part(w, core::str::from_utf8(&hex[..2 + digits]).unwrap_or("0x?"))?;
     }
     // shmget flags always show their mode, as C code writes it (0600).
     if mode_mask != 0 {
-        part(f, format_args!("0{mode:03o}"))?;
+        let octal = [
+            b'0',
+            b'0' + ((mode >> 6) & 7) as u8,
+            b'0' + ((mode >> 3) & 7) as u8,
+            b'0' + (mode & 7) as u8,
+        ];
+        part(w, core::str::from_utf8(&octal).unwrap_or("0?"))?;
     } else if value == 0 {
-        part(f, format_args!("0"))?;
+        part(w, "0")?;
     }
     Ok(())
 }
@@ -937,6 +970,15 @@ mod tests {
             AtFlags(libc::SHM_RDONLY | libc::SHM_RND).to_string(),
             "SHM_RDONLY|SHM_RND"
         );
+        assert_eq!(
+            GetFlags(i32::MIN | libc::IPC_CREAT | 0o7).to_string(),
+            "IPC_CREAT|0x80000000|0007"
+        );
+        assert_eq!(
+            AtFlags(libc::SHM_RDONLY | 0x10).to_string(),
+            "SHM_RDONLY|0x10"
+        );
+        assert_eq!(AtFlags(0x0fff_0000).to_string(), "0xfff0000");
         assert_eq!(Cmd(libc::IPC_RMID).to_string(), "IPC_RMID");
         assert_eq!(Cmd(99).to_string(), "99");
         assert_eq!(Key(-1).to_string(), "0xffffffff");

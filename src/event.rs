@@ -5,11 +5,15 @@
 
 use core::fmt;
 
+/// The stack part of a `Buf`: room for every call event but those with
+/// long strings (an `ftok` path, a diagnostic).
+const STACK: usize = 512;
+
 /// An event being written: in a 512-byte stack buffer, spilling to the heap
 /// (grown with `try_reserve`, fail open) when it does not fit. One concrete
 /// type, so every small write inlines.
 pub struct Buf {
-    stack: [u8; 512],
+    stack: [u8; STACK],
     len: usize,
     heap: Vec<u8>,
     spilled: bool,
@@ -25,7 +29,7 @@ impl Default for Buf {
 impl Buf {
     pub fn new() -> Self {
         Self {
-            stack: [0; 512],
+            stack: [0; STACK],
             len: 0,
             heap: Vec::new(),
             spilled: false,
@@ -42,22 +46,23 @@ impl Buf {
         }
     }
 
-    /// Appends bytes (already valid JSON text).
-    #[inline]
+    /// Appends bytes (already valid JSON text). Inlined: most pieces are
+    /// constants, whose copy becomes a few moves.
+    #[inline(always)]
     pub fn raw(&mut self, s: &[u8]) {
+        let end = self.len + s.len();
+        if !self.spilled && end <= STACK {
+            self.stack[self.len..end].copy_from_slice(s);
+            self.len = end;
+        } else {
+            self.raw_slow(s);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn raw_slow(&mut self, s: &[u8]) {
         if !self.spilled {
-            if let Some(dst) = self.stack.get_mut(self.len..self.len + s.len()) {
-                // Most pieces are a few bytes: a loop beats a call to memcpy.
-                if s.len() <= 24 {
-                    for (d, &b) in dst.iter_mut().zip(s) {
-                        *d = b;
-                    }
-                } else {
-                    dst.copy_from_slice(s);
-                }
-                self.len += s.len();
-                return;
-            }
             self.spill();
         }
         if self.heap.try_reserve(s.len()).is_ok() {
@@ -77,35 +82,63 @@ impl Buf {
         }
     }
 
-    /// Appends a decimal number (two digits per division, as itoa does).
-    pub fn dec(&mut self, mut n: u64) {
-        const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-                                    2021222324252627282930313233343536373839\
-                                    4041424344454647484950515253545556575859\
-                                    6061626364656667686970717273747576777879\
-                                    8081828384858687888990919293949596979899";
-        let mut buf = [0u8; 20];
-        let mut i = buf.len();
-        while n >= 100 {
-            let pair = (n % 100) as usize * 2;
-            n /= 100;
-            i -= 2;
-            buf[i] = PAIRS[pair];
-            buf[i + 1] = PAIRS[pair + 1];
+    /// `n` more bytes of the stack buffer, to be filled by the caller, or
+    /// `None` when they do not fit (the caller then goes through `raw`).
+    #[inline(always)]
+    fn room(&mut self, n: usize) -> Option<&mut [u8]> {
+        let end = self.len + n;
+        if self.spilled || end > STACK {
+            return None;
         }
-        if n >= 10 {
-            let pair = n as usize * 2;
-            i -= 2;
-            buf[i] = PAIRS[pair];
-            buf[i + 1] = PAIRS[pair + 1];
+        let start = self.len;
+        self.len = end;
+        Some(&mut self.stack[start..end])
+    }
+
+    /// Appends the first `len` bytes of `block`. Copies the whole block
+    /// when there is room (a fixed-size copy is a few vector moves, a
+    /// variable one a call to memcpy) and counts only `len` of it.
+    #[inline(always)]
+    pub fn block<const N: usize>(&mut self, block: &[u8; N], len: usize) {
+        let len = len.min(N);
+        if !self.spilled && self.len + N <= STACK {
+            self.stack[self.len..self.len + N].copy_from_slice(block);
+            self.len += len;
         } else {
-            i -= 1;
-            buf[i] = b'0' + n as u8;
+            self.raw(&block[..len]);
         }
-        self.raw(&buf[i..]);
+    }
+
+    /// Appends `n` as exactly `digits` decimal digits, with leading zeros
+    /// (`n` < 10^`digits`, `digits` <= 20).
+    pub fn fixed(&mut self, digits: usize, n: u64) {
+        let digits = digits.min(20);
+        match self.room(digits) {
+            Some(dst) => write_dec(dst, n),
+            None => {
+                let mut tmp = [0u8; 20];
+                write_dec(&mut tmp[..digits], n);
+                self.raw(&tmp[..digits]);
+            }
+        }
+    }
+
+    /// Appends a decimal number, written in place: two digits per division,
+    /// as itoa does.
+    pub fn dec(&mut self, n: u64) {
+        let digits = decimal_digits(n);
+        match self.room(digits) {
+            Some(dst) => write_dec(dst, n),
+            None => {
+                let mut tmp = [0u8; 20];
+                write_dec(&mut tmp[..digits], n);
+                self.raw(&tmp[..digits]);
+            }
+        }
     }
 
     /// Appends a signed decimal number.
+    #[inline]
     pub fn int(&mut self, n: i64) {
         if n < 0 {
             self.raw(b"-");
@@ -113,21 +146,19 @@ impl Buf {
         self.dec(n.unsigned_abs());
     }
 
-    /// Appends `0x` and `n` in lowercase hex, at least `width` digits.
+    /// Appends `0x` and `n` in lowercase hex, at least `width` digits
+    /// (`width` <= 16).
     pub fn hex(&mut self, n: u64, width: usize) {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut buf = [0u8; 18];
-        let mut i = buf.len();
-        let mut rest = n;
-        while rest != 0 || buf.len() - i < width.max(1) {
-            i -= 1;
-            buf[i] = DIGITS[(rest & 15) as usize];
-            rest >>= 4;
+        let significant = (64 - n.leading_zeros() as usize).div_ceil(4);
+        let digits = significant.max(width).clamp(1, 16);
+        match self.room(digits + 2) {
+            Some(dst) => write_hex(dst, n),
+            None => {
+                let mut tmp = [0u8; 18];
+                write_hex(&mut tmp[..digits + 2], n);
+                self.raw(&tmp[..digits + 2]);
+            }
         }
-        i -= 2;
-        buf[i] = b'0';
-        buf[i + 1] = b'x';
-        self.raw(&buf[i..]);
     }
 
     /// Appends `bytes` as a JSON string: quoted, escaped, invalid UTF-8
@@ -179,6 +210,85 @@ impl Buf {
     }
 }
 
+/// The number of decimal digits of `n` (1 for 0).
+#[inline(always)]
+fn decimal_digits(n: u64) -> usize {
+    // Powers of ten, and a first guess from the bit length (log10(2) is
+    // about 1233 / 4096), corrected by one comparison.
+    const POW10: [u64; 20] = {
+        let mut t = [1u64; 20];
+        let mut i = 1;
+        while i < 20 {
+            t[i] = t[i - 1] * 10;
+            i += 1;
+        }
+        t
+    };
+    let bits = 64 - (n | 1).leading_zeros() as usize;
+    let guess = (bits * 1233) >> 12;
+    guess + usize::from((n | 1) >= POW10[guess])
+}
+
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+                            2021222324252627282930313233343536373839\
+                            4041424344454647484950515253545556575859\
+                            6061626364656667686970717273747576777879\
+                            8081828384858687888990919293949596979899";
+
+/// Writes `n` in decimal into `dst`, whose length is its number of
+/// digits: 8 digits per 64-bit division until the rest fits 32 bits.
+#[inline(always)]
+fn write_dec(dst: &mut [u8], mut n: u64) {
+    let mut end = dst.len();
+    while u32::try_from(n).is_err() {
+        let low = (n % 100_000_000) as u32;
+        n /= 100_000_000;
+        write_u32(&mut dst[end - 8..end], low);
+        end -= 8;
+    }
+    write_u32(&mut dst[..end], n as u32);
+}
+
+/// Writes `n` (< 10^dst.len()) into `dst`, with leading zeros to fill it:
+/// two digits per 32-bit division, as itoa does.
+#[inline(always)]
+fn write_u32(dst: &mut [u8], mut n: u32) {
+    let (head, pairs) = dst.split_at_mut(dst.len() % 2);
+    for pair in pairs.rchunks_exact_mut(2) {
+        let p = (n % 100) as usize * 2;
+        n /= 100;
+        pair.copy_from_slice(&PAIRS[p..p + 2]);
+    }
+    if let [digit] = head {
+        *digit = b'0' + n as u8;
+    }
+}
+
+/// Writes `0x` and the low `dst.len() - 2` hex digits of `n` into `dst`.
+#[inline(always)]
+fn write_hex(dst: &mut [u8], n: u64) {
+    let digits = dst.len() - 2;
+    let mut all = [0u8; 16];
+    all[..8].copy_from_slice(&hex8((n >> 32) as u32));
+    all[8..].copy_from_slice(&hex8(n as u32));
+    dst[0] = b'0';
+    dst[1] = b'x';
+    dst[2..].copy_from_slice(&all[16 - digits..]);
+}
+
+/// The 8 lowercase hex digits of `x`, without a loop: each nibble is
+/// spread into a byte of its own, then made ASCII ('0'-'9' or 'a'-'f').
+#[inline(always)]
+fn hex8(x: u32) -> [u8; 8] {
+    let x = u64::from(x);
+    let v = ((x & 0xffff_0000) << 16) | (x & 0xffff);
+    let v = ((v & 0x0000_ff00_0000_ff00) << 8) | (v & 0x0000_00ff_0000_00ff);
+    let v = ((v & 0x00f0_00f0_00f0_00f0) << 4) | (v & 0x000f_000f_000f_000f);
+    // 1 in each byte whose nibble is 10 or more.
+    let letters = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    (v + 0x3030_3030_3030_3030 + letters * (b'a' - b'0' - 10) as u64).to_be_bytes()
+}
+
 impl fmt::Write for Buf {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.raw(s.as_bytes());
@@ -215,11 +325,46 @@ mod tests {
         ] {
             assert_eq!(text(|o| o.dec(n)), n.to_string());
         }
+        // Every number of digits, at both ends.
+        let mut p = 1u64;
+        for _ in 0..20 {
+            for n in [p - 1, p, p.saturating_add(1), p.saturating_mul(7)] {
+                assert_eq!(text(|o| o.dec(n)), n.to_string());
+            }
+            p = p.saturating_mul(10);
+        }
         assert_eq!(text(|o| o.int(-1)), "-1");
         assert_eq!(text(|o| o.int(i64::MIN)), "-9223372036854775808");
         assert_eq!(text(|o| o.hex(0, 1)), "0x0");
         assert_eq!(text(|o| o.hex(0x1234, 8)), "0x00001234");
         assert_eq!(text(|o| o.hex(u64::MAX, 8)), "0xffffffffffffffff");
+        for shift in 0..64 {
+            let n = 1u64 << shift;
+            assert_eq!(text(|o| o.hex(n, 1)), format!("{n:#x}"));
+            assert_eq!(text(|o| o.hex(n - 1, 4)), format!("0x{:04x}", n - 1));
+        }
+        for n in [
+            0u64,
+            9,
+            10,
+            0xa5,
+            0x0123_4567_89ab_cdef,
+            0xfedc_ba98_7654_3210,
+        ] {
+            assert_eq!(text(|o| o.hex(n, 16)), format!("0x{n:016x}"));
+        }
+        assert_eq!(text(|o| o.fixed(9, 5)), "000000005");
+        assert_eq!(text(|o| o.fixed(9, 999_999_999)), "999999999");
+        assert_eq!(text(|o| o.block(b"abcdefgh", 3)), "abc");
+        // Numbers written after the stack buffer has spilled.
+        let out = text(|o| {
+            o.raw(&[b'x'; 510]);
+            o.dec(123_456);
+            o.hex(0xabc, 8);
+            o.fixed(3, 7);
+            o.block(b"xyz.", 3);
+        });
+        assert_eq!(&out[510..], "1234560x00000abc007xyz");
         assert_eq!(text(|o| o.addr(0)), "null");
         assert_eq!(text(|o| o.addr(0x7f00)), "\"0x7f00\"");
     }
