@@ -4,9 +4,6 @@
 #![deny(unsafe_code)]
 
 mod kernel;
-mod logs;
-#[allow(unsafe_code)]
-mod os;
 mod report;
 mod run;
 mod segments;
@@ -17,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use shmguard_cli::{logs, os};
 
 use crate::kernel::Clock;
 use crate::report::KernelView;
