@@ -23,6 +23,8 @@ pub mod error;
 pub mod event;
 pub mod fault;
 pub mod ffi;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod leak;
 pub mod lock;

@@ -1,0 +1,151 @@
+//! The body of the `options` fuzz target (fuzz/parsers), kept here so that
+//! the stable tests run it over the seed corpus too. Not part of the
+//! library's interface.
+#![forbid(unsafe_code)]
+
+use crate::error::errno_name;
+use crate::options::{self, Options, Policy};
+
+/// The longest warning `options::parse` gives: at most two pieces of the
+/// input, each shortened to 64 characters (a character is at most 6 bytes
+/// once escaped) plus "...", in a sentence of under 100 bytes.
+pub const MAX_WARNING: usize = 1024;
+
+/// `SHMGUARD_OPTIONS` may hold any bytes. Parsing them must not panic,
+/// every warning must be one short line, the result must not depend on
+/// anything but the bytes, each pair must give its warning alone and
+/// otherwise be ignored (SPEC section 5), and the options must come back
+/// unchanged from their canonical form.
+pub fn options(data: &[u8]) {
+    let (parsed, warnings) = options::parse(data);
+    for w in &warnings {
+        check_warning(w);
+    }
+    assert_eq!(
+        options::parse(data),
+        (parsed.clone(), warnings.clone()),
+        "a second parse differs"
+    );
+
+    // Pair by pair: each gives at most one warning, the same as in the
+    // whole string, and without the pairs that warn the options are the same.
+    let text = String::from_utf8_lossy(data);
+    let mut each = Vec::new();
+    let mut kept = Vec::new();
+    for pair in text.split(':') {
+        let (_, w) = options::parse(pair.as_bytes());
+        assert!(w.len() <= 1, "one pair, several warnings: {pair:?} {w:?}");
+        if w.is_empty() {
+            kept.push(pair);
+        }
+        each.extend(w);
+    }
+    assert_eq!(each, warnings, "warnings differ from the pairs' own");
+    let kept = kept.join(":");
+    assert_eq!(
+        options::parse(kept.as_bytes()),
+        (parsed.clone(), Vec::new()),
+        "the pairs without a warning give other options: {kept:?}"
+    );
+
+    let canonical = render(&parsed);
+    assert_eq!(
+        options::parse(canonical.as_bytes()),
+        (parsed, Vec::new()),
+        "the canonical form parses differently: {canonical:?}"
+    );
+}
+
+/// A warning is one line of text, not empty and not long.
+pub fn check_warning(w: &str) {
+    assert!(!w.trim().is_empty(), "empty warning");
+    assert!(
+        !w.chars().any(char::is_control),
+        "warning with a control character: {w:?}"
+    );
+    assert!(
+        w.len() <= MAX_WARNING,
+        "warning of {} bytes: {w:?}",
+        w.len()
+    );
+}
+
+/// `o` as an options string: every key, in the order of SPEC section 5.
+pub fn render(o: &Options) -> String {
+    let policy = match o.policy {
+        Policy::Audit => "audit",
+        Policy::Strict => "strict",
+    };
+    let mut text = format!(
+        "leak_check={}:exitcode={}:verbosity={}:policy={policy}:guard_pages={}:stacks={}",
+        u8::from(o.leak_check),
+        o.exitcode,
+        o.verbosity,
+        u8::from(o.guard_pages),
+        u8::from(o.stacks),
+    );
+    if let Some(path) = &o.log_path {
+        text.push_str(":log_path=");
+        text.push_str(path);
+    }
+    let rules: Vec<String> = o
+        .fault
+        .iter()
+        .map(|r| {
+            let errno = errno_name(r.errno).unwrap_or("(no name)");
+            format!("{}@{}={errno}", r.call.name(), r.nth)
+        })
+        .collect();
+    if !rules.is_empty() {
+        text.push_str(":fault=");
+        text.push_str(&rules.join(","));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every seed of the fuzz target passes (`make fuzz-parsers` starts
+    /// from them; here they run on stable).
+    #[test]
+    fn seed_corpus() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/parsers/corpus-seeds/options"
+        );
+        let mut seeds = 0;
+        for entry in std::fs::read_dir(dir).expect("the seed corpus") {
+            let path = entry.unwrap().path();
+            options(&std::fs::read(&path).unwrap());
+            seeds += 1;
+        }
+        assert!(seeds >= 5, "{seeds} seeds in {dir}");
+    }
+
+    #[test]
+    fn render_gives_every_key() {
+        let (o, w) = options::parse(
+            b"log_path=/tmp/x.%p.jsonl:verbosity=1:policy=strict:fault=shmget@2=ENOSPC,ftok@9=EACCES",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            render(&o),
+            "leak_check=1:exitcode=0:verbosity=1:policy=strict:guard_pages=0:stacks=0\
+             :log_path=/tmp/x.%p.jsonl:fault=shmget@2=ENOSPC,ftok@9=EACCES"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "control character")]
+    fn a_warning_on_two_lines_fails_the_check() {
+        check_warning("unknown option 'a\nb' (ignored)");
+    }
+
+    #[test]
+    #[should_panic(expected = "warning of 1025 bytes")]
+    fn a_long_warning_fails_the_check() {
+        check_warning(&"x".repeat(MAX_WARNING + 1));
+    }
+}
