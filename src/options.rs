@@ -91,9 +91,11 @@ pub fn parse(text: &[u8]) -> (Options, Vec<String>) {
             warnings.push(format!("'{}' is not key=value (ignored)", shorten(pair)));
             continue;
         };
+        // Matched and quoted trimmed: a warning names a known key as such.
+        let key = key.trim();
         let bad =
             |what: &str| format!("bad value '{}' for {key}: {what} (ignored)", shorten(value));
-        match key.trim() {
+        match key {
             "leak_check" => match flag(value) {
                 Some(v) => options.leak_check = v,
                 None => warnings.push(bad("expected 0 or 1")),
@@ -257,6 +259,28 @@ mod tests {
             "{w:?}"
         );
         assert!(w[0].contains("bogus\\nleak_check"), "{w:?}");
+    }
+
+    /// Found by the `options` fuzz target: the key of a bad value was
+    /// quoted as given, so whitespace around it that `trim` ignores (a
+    /// newline, or thousands of spaces) went into the warning.
+    #[test]
+    fn whitespace_around_a_known_key_stays_out_of_the_warning() {
+        let (_, w) = parse(b"exitcode\r=2?5:\nverbosity=9");
+        assert_eq!(
+            w,
+            [
+                "bad value '2?5' for exitcode: expected 0-255 (ignored)",
+                "bad value '9' for verbosity: expected 0, 1 or 2 (ignored)",
+            ]
+        );
+        let mut long = vec![b' '; 10_000];
+        long.extend_from_slice(b"policy=lax");
+        let (_, w) = parse(&long);
+        assert_eq!(
+            w,
+            ["bad value 'lax' for policy: expected audit or strict (ignored)"]
+        );
     }
 
     #[test]
