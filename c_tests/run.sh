@@ -26,8 +26,10 @@
 # In the linked and preloaded modes SHMGUARD_EXPECT=1 is set and each program
 # verifies that shmget resolves to libshmguard (and to glibc in plain mode).
 # Before and after each program the table /proc/sysvipc/shm is read: a new
-# segment whose creator is gone is a leak, a failure, and is removed. Runs
-# of the suite on one machine wait for each other (/tmp/shmguard-c-suite.lock).
+# segment whose creator is gone is a leak, a failure, and is removed. The
+# suite runs in an IPC namespace of its own when it can (unshare --ipc), so
+# that table holds only its segments. Runs of the suite on one machine wait
+# for each other (/tmp/shmguard-c-suite.lock).
 #
 # Environment: CC (default cc); CFLAGS (appended); SHMGUARD_MODES (default
 # "plain linked preloaded": the modes to run); SHMGUARD_TEST_TIMEOUT
@@ -79,8 +81,19 @@ read -r -a wrapper <<<"${SHMGUARD_WRAPPER:-}"
 base_flags=(-std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -g)
 incs=(-I"$here" -I"$root/include")
 
+# The suite runs in an IPC namespace of its own when it can (root, or user
+# namespaces): the segment snapshots see only the suite's segments, never
+# those other programs on the machine create or remove meanwhile, and the
+# namespace takes anything left behind with it when the run ends.
+if [ -z "${SHMGUARD_SUITE_IPCNS:-}" ] && unshare --ipc true 2>/dev/null; then
+    SHMGUARD_SUITE_IPCNS=1 exec unshare --ipc "$0" "$@"
+fi
+if [ -z "${SHMGUARD_SUITE_IPCNS:-}" ]; then
+    echo "note: no IPC namespace of its own (unshare --ipc failed): the suite shares the machine's"
+fi
+
 # One suite at a time on this machine (run.sh and cargo test's c_suite take
-# the same lock): the segment snapshots must not see another run's segments.
+# the same lock): the timeouts assume the machine is not running another.
 exec 9>>/tmp/shmguard-c-suite.lock
 flock 9
 

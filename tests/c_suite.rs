@@ -17,7 +17,8 @@
 //!
 //! Every program runs with a timeout, one at a time (the table of segments
 //! in `/proc/sysvipc/shm` is compared before and after each: a new segment
-//! whose creator is gone is a leak, a failure, and is removed); runs of the
+//! whose creator is gone is a leak, a failure, and is removed), in an IPC
+//! namespace of the suite's own when the kernel allows it; runs of the
 //! suite on one machine wait for each other (`/tmp/shmguard-c-suite.lock`,
 //! shared with `run.sh`). All failures are collected and reported together
 //! at the end.
@@ -992,10 +993,23 @@ impl Suite {
     }
 }
 
+/// Moves this thread, and every program it starts from now on, into an
+/// IPC namespace of its own (root, or user namespaces): the segment
+/// snapshots then see only the suite's segments, never those other
+/// programs on the machine create or remove meanwhile. False if the kernel
+/// refuses; the suite then shares the machine's namespace.
+fn private_ipc_namespace() -> bool {
+    // SAFETY: unshare(2) changes only the calling thread's namespaces.
+    unsafe { libc::unshare(libc::CLONE_NEWIPC) == 0 }
+}
+
 #[test]
 fn c_suite() {
     let _guard = SUITE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let _machine = lock_machine();
+    if !private_ipc_namespace() {
+        println!("note: no IPC namespace of its own: the suite shares the machine's");
+    }
     let mut suite = Suite::new();
     if !stress_suite() {
         suite.differential();
