@@ -10,6 +10,7 @@
 #   make test-stress-ng  Debian's stress-ng --shm-sysv with and without shmguard run
 #   make miri            the safe core's unit tests under Miri (nightly + miri component)
 #   make fuzz SEEDS=N    differential fuzzing against the kernel (N random sequences)
+#   make fuzz-parsers    cargo fuzz on the options parser and the log reader (nightly)
 #   make bench           per-call cost against plain glibc and strace (docs/benchmarks.md)
 #   make demo            a leaky C program run under shmguard
 #   make install PREFIX=/usr/local [DESTDIR=...]
@@ -40,7 +41,7 @@ EXPORTS := ftok shmat shmctl shmdt shmget \
 	shmguard_last_error shmguard_leak_count shmguard_leak_report shmguard_shmat \
 	shmguard_shmctl shmguard_shmdt shmguard_shmget shmguard_version
 
-.PHONY: asan valgrind stress test-stress-ng miri fuzz test-fuzz bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
+.PHONY: asan valgrind stress test-stress-ng miri fuzz test-fuzz fuzz-parsers bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
 	lint demo install uninstall clean
 
 all: build
@@ -129,6 +130,21 @@ fuzz: build
 # The fixed seeds that make test runs.
 test-fuzz: build
 	fuzz/run.sh $(REL) $(BUILD)/fuzz fixed
+
+# cargo fuzz (libFuzzer, nightly) on the parsers of untrusted input, each
+# target for FUZZ_SECONDS from the seeds in fuzz/parsers/corpus-seeds; new
+# inputs go to fuzz/parsers/corpus, crashes to fuzz/parsers/artifacts.
+# Installs cargo-fuzz when missing.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := options log_file
+fuzz-parsers:
+	$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/parsers/corpus/$$t && \
+		$(CARGO) +nightly fuzz run --fuzz-dir fuzz/parsers $$t \
+			fuzz/parsers/corpus/$$t fuzz/parsers/corpus-seeds/$$t \
+			-- -max_total_time=$(FUZZ_SECONDS) -max_len=16384 || exit 1; \
+	done
 
 # Per-call cost as ratios against plain glibc, measured in one interleaved run.
 bench: build
