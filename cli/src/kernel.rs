@@ -119,10 +119,11 @@ impl Clock {
     }
 }
 
-/// The name in /proc/PID/comm (readable for zombies too).
+/// The name in /proc/PID/comm (readable for zombies too), control
+/// characters escaped (a thread may name itself "a\nb").
 pub fn comm(pid: u32) -> Option<String> {
     let text = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    Some(text.trim_end_matches('\n').to_owned())
+    Some(crate::logs::printable(text.trim_end_matches('\n')))
 }
 
 /// Pids whose parent is `parent` (scans /proc).

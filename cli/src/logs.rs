@@ -377,13 +377,34 @@ pub struct ProcessLog {
 
 impl ProcessLog {
     /// The command line for people: argv joined by spaces, or the exe.
+    /// Control characters (a newline in an argument would split a line of
+    /// the report) are shown escaped, as `\n`.
     pub fn command(&self) -> String {
         if self.argv.is_empty() {
-            self.exe.clone().unwrap_or_else(|| "?".to_owned())
+            self.exe
+                .as_deref()
+                .map_or_else(|| "?".to_owned(), printable)
         } else {
-            self.argv.join(" ")
+            printable(&self.argv.join(" "))
         }
     }
+}
+
+/// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`), for
+/// a line of text output.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The logs of a directory (or a single file) and what could not be read.
@@ -719,6 +740,7 @@ mod tests {
         let p = parse_file(Path::new("/x/shmguard.4242.jsonl"), &bytes, &mut warnings).unwrap();
         assert_eq!(p.pid, 4242);
         assert_eq!(p.argv, ["./server", "-p", "80"]);
+        assert_eq!(p.command(), "./server -p 80");
         assert_eq!(p.ipc_ns, Some(4026531839));
         assert_eq!(p.calls.count, 1);
         assert_eq!(p.calls.segments_created, 1);
@@ -783,5 +805,20 @@ mod tests {
         assert_eq!(mode_in_flags("0"), Some(0));
         assert_eq!(mode_in_flags("IPC_CREAT"), None);
         assert_eq!(pid_from_name(Path::new("/d/shmguard.99.jsonl")), Some(99));
+    }
+
+    #[test]
+    fn commands_stay_on_one_line() {
+        let p = ProcessLog {
+            argv: vec!["./a".to_owned(), "x\ny".to_owned(), "\u{1b}[31m".to_owned()],
+            ..ProcessLog::default()
+        };
+        assert_eq!(p.command(), "./a x\\ny \\u{1b}[31m");
+        let p = ProcessLog {
+            exe: Some("/bin/\tx".to_owned()),
+            ..ProcessLog::default()
+        };
+        assert_eq!(p.command(), "/bin/\\tx");
+        assert_eq!(printable("plain é"), "plain é");
     }
 }
