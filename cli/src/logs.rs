@@ -655,20 +655,21 @@ fn apply(p: &mut ProcessLog, attached: &mut HashSet<u64>, e: RawEvent<'_>) {
             match name {
                 "shmget" if e.created.unwrap_or(false) => {
                     s.segments_created += 1;
-                    if let Some(shmid) = ret.as_i64() {
+                    // A shmid is an int: any other number is no segment.
+                    if let Some(shmid) = ret.as_i64().and_then(|r| i32::try_from(r).ok()) {
                         s.created.push(Created {
-                            shmid: shmid as i32,
+                            shmid,
                             ts_ns,
                             key: args.key.as_deref().unwrap_or("0x00000000").to_owned(),
-                            size: args.size.unwrap_or(0) as u64,
+                            size: args.size.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
                             mode: args.shmflg.as_deref().and_then(mode_in_flags),
                         });
                     }
                 }
                 "shmctl" if args.cmd.as_deref() == Some("IPC_RMID") => {
                     s.segments_removed += 1;
-                    if let Some(shmid) = args.shmid {
-                        s.removals.push((shmid as i32, ts_ns));
+                    if let Some(shmid) = args.shmid.and_then(|id| i32::try_from(id).ok()) {
+                        s.removals.push((shmid, ts_ns));
                     }
                 }
                 "shmat" => {
@@ -748,6 +749,40 @@ mod tests {
         assert!(p.exit.is_none());
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("incomplete last line"));
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_no_segment() {
+        let call = |ret: &str, args: &str| {
+            format!(
+                r#"{{"v":1,"event":"call","pid":4242,"ppid":4241,"tid":4242,"ts_ns":2,"call":"{}","args":{args},"ret":{ret},"errno":null,"created":true}}"#,
+                if args.contains("IPC_RMID") {
+                    "shmctl"
+                } else {
+                    "shmget"
+                }
+            )
+        };
+        let text = [
+            START.to_owned(),
+            call(
+                "2147483648",
+                r#"{"key":"0x00000000","size":-5,"shmflg":"0600"}"#,
+            ),
+            call(
+                "-2147483649",
+                r#"{"key":"0x00000000","size":1,"shmflg":"0600"}"#,
+            ),
+            call("5", r#"{"key":"0x00000000","size":-5,"shmflg":"0600"}"#),
+            call("0", r#"{"shmid":4294967301,"cmd":"IPC_RMID","buf":null}"#),
+        ]
+        .join("\n");
+        let mut w = Vec::new();
+        let p = parse_file(Path::new("d.jsonl"), text.as_bytes(), &mut w).unwrap();
+        assert_eq!(p.calls.count, 4);
+        assert_eq!(p.calls.created.len(), 1, "{:?}", p.calls.created);
+        assert_eq!((p.calls.created[0].shmid, p.calls.created[0].size), (5, 0));
+        assert!(p.calls.removals.is_empty(), "{:?}", p.calls.removals);
     }
 
     #[test]
