@@ -111,6 +111,7 @@ impl Buf {
 
     /// Appends `n` as exactly `digits` decimal digits, with leading zeros
     /// (`n` < 10^`digits`, `digits` <= 20).
+    #[inline]
     pub fn fixed(&mut self, digits: usize, n: u64) {
         let digits = digits.min(20);
         match self.room(digits) {
@@ -126,15 +127,7 @@ impl Buf {
     /// Appends a decimal number, written in place: two digits per division,
     /// as itoa does.
     pub fn dec(&mut self, n: u64) {
-        let digits = decimal_digits(n);
-        match self.room(digits) {
-            Some(dst) => write_dec(dst, n),
-            None => {
-                let mut tmp = [0u8; 20];
-                write_dec(&mut tmp[..digits], n);
-                self.raw(&tmp[..digits]);
-            }
-        }
+        self.fixed(decimal_digits(n), n);
     }
 
     /// Appends a signed decimal number.
