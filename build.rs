@@ -8,6 +8,13 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ffi.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libshmguard.so.0");
+    // The unwinder (catch_unwind keeps a bug of ours from aborting the
+    // program) linked in, whole, instead of libgcc_s.so.1: that library's
+    // constructor probes the CPU with a dozen CPUID instructions, each a
+    // trap to the hypervisor on a virtual machine (5 us here), in every
+    // process the library is preloaded into. Not bundled into the rlib or
+    // the staticlib: the final link finds it where gcc keeps it.
+    println!("cargo:rustc-link-lib=static:+whole-archive,-bundle=gcc_eh");
 
     let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
     match cbindgen::Builder::new()

@@ -42,3 +42,15 @@ pub mod sys;
 pub(crate) fn fail_open<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(fallback)
 }
+
+#[cfg(test)]
+mod tests {
+    /// A panic in bookkeeping is caught (by the unwinder linked into the
+    /// library, see build.rs) and the fallback returned.
+    #[test]
+    fn fail_open_returns_the_fallback_when_bookkeeping_panics() {
+        let got = super::fail_open(7, || -> i32 { panic!("a bug in bookkeeping (expected)") });
+        assert_eq!(got, 7);
+        assert_eq!(super::fail_open(7, || 8), 8);
+    }
+}
