@@ -519,6 +519,7 @@ pub fn parse_file(file: &Path, bytes: &[u8], warnings: &mut Vec<String>) -> Opti
     let mut events = 0usize;
     let mut newer_schema = None;
     let mut bad = Vec::new();
+    let mut bad_lines = 0usize;
     let mut without_nul = Vec::new();
     // A file that is valid UTF-8 is parsed as text, which spares serde_json
     // checking every string of every line again.
@@ -543,17 +544,21 @@ pub fn parse_file(file: &Path, bytes: &[u8], warnings: &mut Vec<String>) -> Opti
         let event = match parsed {
             Ok(e) => e,
             Err(e) => {
-                // A last line without its newline is a write cut short.
-                bad.push(format!(
-                    "{}: line {}: {} (skipped)",
-                    file.display(),
-                    n + 1,
-                    if last {
-                        "incomplete last line".to_owned()
-                    } else {
-                        format!("not a log event: {e}")
-                    }
-                ));
+                bad_lines += 1;
+                if bad.len() < MAX_LINE_WARNINGS {
+                    // A last line without its newline is a write cut short.
+                    bad.push(format!(
+                        "{}: line {}: {} (skipped)",
+                        file.display(),
+                        n + 1,
+                        if last {
+                            "incomplete last line".to_owned()
+                        } else {
+                            // serde_json quotes the bad value: keep it short.
+                            format!("not a log event: {}", clip(&e.to_string(), 160))
+                        }
+                    ));
+                }
                 continue;
             }
         };
@@ -564,6 +569,13 @@ pub fn parse_file(file: &Path, bytes: &[u8], warnings: &mut Vec<String>) -> Opti
         apply(&mut p, &mut attached, event);
     }
     warnings.extend(bad);
+    if bad_lines > MAX_LINE_WARNINGS {
+        warnings.push(format!(
+            "{}: {} more lines that are not log events (skipped)",
+            file.display(),
+            bad_lines - MAX_LINE_WARNINGS
+        ));
+    }
     if let Some(v) = newer_schema {
         warnings.push(format!(
             "{}: schema version {v} is newer than this reader's ({SCHEMA_VERSION}); reading the fields it knows",
@@ -571,6 +583,23 @@ pub fn parse_file(file: &Path, bytes: &[u8], warnings: &mut Vec<String>) -> Opti
         ));
     }
     (events > 0).then_some(p)
+}
+
+/// Warnings about unreadable lines, per file, before the rest are only
+/// counted.
+const MAX_LINE_WARNINGS: usize = 20;
+
+/// `text` cut to at most `max` bytes (at a character boundary), with "..."
+/// when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 /// A line of a file.
@@ -855,5 +884,30 @@ mod tests {
         };
         assert_eq!(p.command(), "/bin/\\tx");
         assert_eq!(printable("plain é"), "plain é");
+    }
+
+    #[test]
+    fn bad_lines_give_few_short_warnings() {
+        let long = "x".repeat(100_000);
+        let mut text = format!("{START}\n");
+        for _ in 0..25 {
+            text.push_str(&format!(
+                "{{\"v\":1,\"event\":\"call\",\"call\":{{\"no\":\"{long}\"}}}}\n"
+            ));
+        }
+        let mut w = Vec::new();
+        assert!(parse_file(Path::new("e.jsonl"), text.as_bytes(), &mut w).is_some());
+        assert_eq!(w.len(), MAX_LINE_WARNINGS + 1, "{w:?}");
+        assert!(w.iter().all(|l| l.len() < 300), "{w:?}");
+        assert!(
+            w[0].starts_with("e.jsonl: line 2: not a log event: "),
+            "{}",
+            w[0]
+        );
+        assert_eq!(
+            w[MAX_LINE_WARNINGS],
+            "e.jsonl: 5 more lines that are not log events (skipped)"
+        );
+        assert_eq!(clip("héllo", 2), "h...");
     }
 }
