@@ -70,17 +70,6 @@ fn parse_row(line: &str) -> Option<SegmentRow> {
     })
 }
 
-/// The kernel's limits (SPEC section 1).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Limits {
-    pub shmmax: Option<u64>,
-    pub shmall: Option<u64>,
-    pub shmmni: Option<u64>,
-    pub max_map_count: Option<u64>,
-    pub mmap_min_addr: Option<u64>,
-    pub page_size: usize,
-}
-
 /// The caller's credentials.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Caller {
@@ -750,6 +739,17 @@ pub fn ftok(errno: Errno, path: &[u8]) -> Sentence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kernel's limits a fake kernel answers with (SPEC section 1).
+    #[derive(Clone, Copy, Debug, Default)]
+    struct Limits {
+        shmmax: Option<u64>,
+        shmall: Option<u64>,
+        shmmni: Option<u64>,
+        max_map_count: Option<u64>,
+        mmap_min_addr: Option<u64>,
+        page_size: usize,
+    }
 
     struct Fake {
         limits: Limits,
