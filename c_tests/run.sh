@@ -551,6 +551,7 @@ x_fault twice fault=shmget@1=ENOSPC,shmget@3=ENOMEM
 x_fault fork fault=shmget@2=ENOSPC
 x_fault multi fault=shmat@1=ENOMEM,shmdt@2=EINVAL,shmctl@1=EIDRM,ftok@1=EACCES
 x_fault invalid -
+x_fault panic -
 x_stacks - stacks=1
 x_stress churn -
 x_stress churn_log -

@@ -10,6 +10,11 @@
  *            every rule at once, each call left undone in the kernel.
  *   invalid  runs itself again ("noinject") with each invalid spec: exactly
  *            one warning line on stderr, naming fault, and nothing injected.
+ *   panic    runs itself again ("panicked") with CALL@N=panic for every
+ *            call: shmguard panics inside each of them, as a bug of its own
+ *            would; every call still does what the kernel does, the
+ *            program goes on and exits 0, and stderr holds exactly one
+ *            "internal error" line per panic.
  *
  * Fixtures use the raw system calls, which are never counted. */
 #include "check.h"
@@ -259,11 +264,71 @@ scenario_invalid(char *self)
     return ck_finish();
 }
 
+/* The re-executed program under PANIC_SPEC: each call panics inside
+ * shmguard once, and each must still give the kernel's result. */
+#define PANIC_SPEC "fault=shmget@2=panic,shmat@1=panic,shmdt@1=panic,shmctl@1=panic,ftok@1=panic"
+#define PANIC_CALLS 5
+
+static int
+scenario_panicked(void)
+{
+    get_ok("shmget_1");
+    int id = get_ok("shmget_2_panics");
+    void *p = shmat(id, NULL, 0);
+    CHECK(p != (void *)-1);
+    if (p != (void *)-1) {
+        memset(p, 7, PAGE); /* the attachment is real */
+        CHECK_EQ(shmdt(p), 0);
+    }
+    struct shmid_ds ds;
+    CHECK_EQ(shmctl(id, IPC_STAT, &ds), 0);
+    CHECK_EQ((unsigned long)ds.shm_segsz, PAGE);
+    CHECK_EQ((int)ds.shm_nattch, 0);
+    key_t first = ftok(ck_tmpfile(), 'p');
+    CHECK(first != -1);
+    CHECK_EQ(ftok(ck_tmpfile(), 'p'), first);
+    tracef("panicked", "%s", ck_failures == 0 ? "ok" : "fail");
+    return ck_finish();
+}
+
+static int
+scenario_panic(char *self)
+{
+    char out[256], err[256];
+    ck_tmp_name(out, sizeof out, "child.out");
+    ck_tmp_name(err, sizeof err, "child.err");
+    char *argv[] = {self, "panicked", NULL};
+    int code = ck_run_self(argv, PANIC_SPEC, out, err, NULL);
+    char *text = ck_slurp(err);
+    if (text == NULL)
+        text = strdup("");
+    int lines = 0, reports = 0;
+    for (char *line = text; *line != '\0';) {
+        char *end = strchr(line, '\n');
+        if (end != NULL)
+            *end = '\0';
+        lines++;
+        reports += strstr(line, "shmguard: internal error: a deliberate panic") != NULL &&
+                   strstr(line, "=panic") != NULL;
+        if (end == NULL)
+            break;
+        line = end + 1;
+    }
+    CHECK_EQ(code, 0);
+    if (lines != PANIC_CALLS || reports != PANIC_CALLS)
+        FAIL("SHMGUARD_OPTIONS=%s: expected %d \"internal error\" lines on stderr, got %d "
+             "lines, %d of them such reports",
+             PANIC_SPEC, PANIC_CALLS, lines, reports);
+    tracef("panic", "%s child=%d lines=%d", ck_failures == 0 ? "ok" : "fail", code, lines);
+    free(text);
+    return ck_finish();
+}
+
 int
 main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: x_fault nth|twice|fork|multi|invalid\n");
+        fprintf(stderr, "usage: x_fault nth|twice|fork|multi|invalid|panic\n");
         return 2;
     }
     ck_init();
@@ -280,6 +345,10 @@ main(int argc, char **argv)
         return scenario_invalid(argv[0]);
     if (strcmp(s, "noinject") == 0)
         return scenario_noinject();
+    if (strcmp(s, "panic") == 0)
+        return scenario_panic(argv[0]);
+    if (strcmp(s, "panicked") == 0)
+        return scenario_panicked();
     fprintf(stderr, "x_fault: unknown scenario %s\n", s);
     return 2;
 }

@@ -1,13 +1,14 @@
 //! Fault injection (`fault=CALL@N=ERRNO`): the Nth call of CALL in this
 //! process fails with ERRNO without reaching the kernel, so that error paths
-//! of C programs can be tested from `make check`.
+//! of C programs can be tested from `make check`. `CALL@N=panic` instead
+//! panics inside shmguard, to show that such a bug changes nothing.
 #![forbid(unsafe_code)]
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::error::{ErrnoName, Sentence};
-use crate::options::CallKind;
+use crate::options::{CallKind, FaultAction};
 use crate::runtime;
 use crate::sys::Errno;
 
@@ -20,8 +21,8 @@ pub fn arm() {
     ARMED.store(true, Ordering::Relaxed);
 }
 
-/// Counts this call of `kind`; the errno to fail it with, if a rule says so.
-pub fn check(kind: CallKind) -> Option<Errno> {
+/// Counts this call of `kind`; what to do to it, if a rule says so.
+pub fn check(kind: CallKind) -> Option<FaultAction> {
     if !ARMED.load(Ordering::Relaxed) {
         return None;
     }
@@ -30,7 +31,7 @@ pub fn check(kind: CallKind) -> Option<Errno> {
         .fault
         .iter()
         .find(|rule| rule.call == kind && rule.nth == n)
-        .map(|rule| rule.errno)
+        .map(|rule| rule.action)
 }
 
 /// The diagnostic of an injected failure.
@@ -45,6 +46,16 @@ pub fn explain(kind: CallKind, errno: Errno) -> Sentence {
         kind.name()
     );
     s
+}
+
+/// `CALL@N=panic`: panics, as a bug in shmguard would; the caller runs it
+/// under `fail_open`, which must catch it.
+pub fn deliberate_panic(kind: CallKind) {
+    let n = COUNTS[kind as usize].load(Ordering::Relaxed);
+    panic!(
+        "a deliberate panic (SHMGUARD_OPTIONS fault={}@{n}=panic)",
+        kind.name()
+    );
 }
 
 /// Calls are counted per process: a fork child starts from zero.

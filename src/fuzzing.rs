@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use crate::error::errno_name;
-use crate::options::{self, Options, Policy};
+use crate::options::{self, FaultAction, Options, Policy};
 
 /// The longest warning `options::parse` gives: at most two pieces of the
 /// input, each shortened to 64 characters (a character is at most 6 bytes
@@ -92,8 +92,11 @@ pub fn render(o: &Options) -> String {
         .fault
         .iter()
         .map(|r| {
-            let errno = errno_name(r.errno).unwrap_or("(no name)");
-            format!("{}@{}={errno}", r.call.name(), r.nth)
+            let action = match r.action {
+                FaultAction::Fail(errno) => errno_name(errno).unwrap_or("(no name)"),
+                FaultAction::Panic => "panic",
+            };
+            format!("{}@{}={action}", r.call.name(), r.nth)
         })
         .collect();
     if !rules.is_empty() {

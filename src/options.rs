@@ -77,7 +77,18 @@ impl CallKind {
 pub struct FaultRule {
     pub call: CallKind,
     pub nth: u64,
-    pub errno: i32,
+    pub action: FaultAction,
+}
+
+/// What a fault rule does to its call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultAction {
+    /// `=ERRNO`: fail with this errno without reaching the kernel.
+    Fail(i32),
+    /// `=panic`: panic inside shmguard's own code before the call goes on
+    /// as usual; a self-test of the guard that keeps a bug of shmguard's
+    /// from changing a result or aborting the program.
+    Panic,
 }
 
 /// Parses an options string. Unknown keys and bad values are skipped, each
@@ -151,7 +162,7 @@ fn flag(value: &str) -> Option<bool> {
 fn parse_fault(spec: &str) -> Result<Vec<FaultRule>, String> {
     let mut rules = Vec::new();
     for rule in spec.split(',') {
-        let form = || format!("'{}' is not CALL@N=ERRNO", shorten(rule));
+        let form = || format!("'{}' is not CALL@N=ERRNO or CALL@N=panic", shorten(rule));
         let (call, rest) = rule.split_once('@').ok_or_else(form)?;
         let (n, errno) = rest.split_once('=').ok_or_else(form)?;
         let call = CallKind::ALL
@@ -167,9 +178,16 @@ fn parse_fault(spec: &str) -> Result<Vec<FaultRule>, String> {
             Ok(nth @ 1..) => nth,
             _ => return Err(format!("'{}' is not a call number (1, 2, ...)", shorten(n))),
         };
-        let errno = crate::error::errno_from_name(errno)
-            .ok_or_else(|| format!("'{}' is not an errno name such as ENOSPC", shorten(errno)))?;
-        rules.push(FaultRule { call, nth, errno });
+        let action = match errno {
+            "panic" => FaultAction::Panic,
+            name => FaultAction::Fail(crate::error::errno_from_name(name).ok_or_else(|| {
+                format!(
+                    "'{}' is not an errno name such as ENOSPC, nor panic",
+                    shorten(name)
+                )
+            })?),
+        };
+        rules.push(FaultRule { call, nth, action });
     }
     Ok(rules)
 }
@@ -218,15 +236,28 @@ mod tests {
                 FaultRule {
                     call: CallKind::Shmget,
                     nth: 2,
-                    errno: libc::ENOSPC
+                    action: FaultAction::Fail(libc::ENOSPC)
                 },
                 FaultRule {
                     call: CallKind::Shmat,
                     nth: 1,
-                    errno: libc::ENOMEM
+                    action: FaultAction::Fail(libc::ENOMEM)
                 },
             ]
         );
+    }
+
+    #[test]
+    fn fault_panic_is_a_self_test() {
+        let (o, w) = parse(b"fault=ftok@3=panic,shmdt@1=EINVAL");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(o.fault[0].action, FaultAction::Panic);
+        assert_eq!(o.fault[0].call, CallKind::Ftok);
+        assert_eq!(o.fault[1].action, FaultAction::Fail(libc::EINVAL));
+        let (o, w) = parse(b"fault=shmget@1=PANIC");
+        assert!(o.fault.is_empty());
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("nor panic"), "{w:?}");
     }
 
     #[test]

@@ -74,7 +74,34 @@ pub fn on_load() {
             let _ = WARNINGS.set(warnings);
         });
         sys::register_atfork(fork_prepare, fork_parent, fork_child);
+        install_panic_hook();
     });
+}
+
+/// A panic inside an interposed call is a bug of shmguard's, which
+/// `fail_open` catches: it is told in one line that names shmguard instead
+/// of Rust's two-line message, which a C program's user could not place.
+/// Other panics (a Rust program or test that links the rlib) go to the
+/// hook there was before.
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !BUSY.try_with(Cell::get).unwrap_or(false) {
+            return previous(info);
+        }
+        let payload = info.payload();
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let what = what.lines().next().unwrap_or("");
+        let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
+        say(format_args!(
+            "internal error: {what} ({file}:{line}); a bug in shmguard, caught: \
+             the call goes on and returns what the kernel returns (please report it)"
+        ));
+    }));
 }
 
 /// Whether any call has been made (and so the exit check may have work).

@@ -16,7 +16,7 @@ use crate::fail_open;
 use crate::fault;
 use crate::guard;
 use crate::leak::{self, Finding, SegmentState};
-use crate::options::CallKind;
+use crate::options::{CallKind, FaultAction};
 use crate::policy;
 use crate::registry::{Attachment, Created, GUARD_AFTER, GUARD_BEFORE, REGISTRY};
 use crate::runtime::{self, say};
@@ -107,7 +107,13 @@ fn owner_of(ds: &sys::ShmidDs) -> policy::Owner {
 /// Fails the call if a `fault=` rule names it.
 fn injected(kind: CallKind, call: impl FnOnce() -> Call<'static>) -> Result<(), Error> {
     match fault::check(kind) {
-        Some(errno) => Err(failed(call(), errno, || fault::explain(kind, errno))),
+        Some(FaultAction::Fail(errno)) => {
+            Err(failed(call(), errno, || fault::explain(kind, errno)))
+        }
+        Some(FaultAction::Panic) => {
+            fail_open((), || fault::deliberate_panic(kind));
+            Ok(())
+        }
         None => Ok(()),
     }
 }
@@ -378,12 +384,16 @@ pub fn ftok(path: UserPath, id: i32) -> Result<i32, Error> {
             .map_err(bare);
     };
     let mut buf = [0u8; 256];
-    if let Some(errno) = fault::check(CallKind::Ftok) {
-        // The path is shown only if the kernel could read it.
-        let shown = path.prefix(path.stat().err().unwrap_or(0), &mut buf);
-        return Err(failed(Call::Ftok { path: shown, id }, errno, || {
-            fault::explain(CallKind::Ftok, errno)
-        }));
+    match fault::check(CallKind::Ftok) {
+        Some(FaultAction::Fail(errno)) => {
+            // The path is shown only if the kernel could read it.
+            let shown = path.prefix(path.stat().err().unwrap_or(0), &mut buf);
+            return Err(failed(Call::Ftok { path: shown, id }, errno, || {
+                fault::explain(CallKind::Ftok, errno)
+            }));
+        }
+        Some(FaultAction::Panic) => fail_open((), || fault::deliberate_panic(CallKind::Ftok)),
+        None => {}
     }
     match path.stat() {
         Ok((ino, dev)) => {

@@ -109,6 +109,7 @@ const OPTION_RUNS: &[(&str, &str, &str)] = &[
         "fault=shmat@1=ENOMEM,shmdt@2=EINVAL,shmctl@1=EIDRM,ftok@1=EACCES",
     ),
     ("x_fault", "invalid", ""),
+    ("x_fault", "panic", ""),
     ("x_stacks", "", "stacks=1"),
     ("x_stress", "churn", ""),
     ("x_stress", "churn_log", ""),
