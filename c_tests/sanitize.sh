@@ -102,8 +102,12 @@ valgrind)
     # Errors are counted in XML (<error>: what --error-exitcode counts,
     # without the notes on processes that die by a signal on purpose), one
     # file per process, named after the run (run.sh sets SHMGUARD_RUN).
+    # --fair-sched=yes: valgrind runs one thread at a time under a lock that
+    # is unfair by default; t_threads' three threads calling shm functions
+    # in a loop then starved its main thread for good (seen: 10 minutes of
+    # CPU without one fork, in the plain reference run).
     vg=(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
-        --show-leak-kinds=definite --trace-children=yes --suppressions="$supp"
+        --show-leak-kinds=definite --trace-children=yes --fair-sched=yes --suppressions="$supp"
         --xml=yes "--xml-file=$vglogs/%q{SHMGUARD_RUN}.%p.xml"
         "--log-file=$vglogs/%q{SHMGUARD_RUN}.%p.log")
     export SHMGUARD_WRAPPER="${vg[*]}"
