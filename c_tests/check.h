@@ -121,40 +121,12 @@ ck_errname(int e)
 {
     static __thread char bufs[4][24];
     static __thread unsigned next;
+    const char *name = strerrorname_np(e); /* glibc 2.32: "EPERM", "0" */
+    if (name != NULL)
+        return name;
     char *buf = bufs[next++ % 4];
-    switch (e) {
-    case 0: return "0";
-    case EPERM: return "EPERM";
-    case ENOENT: return "ENOENT";
-    case ESRCH: return "ESRCH";
-    case EINTR: return "EINTR";
-    case EIO: return "EIO";
-    case E2BIG: return "E2BIG";
-    case EBADF: return "EBADF";
-    case ECHILD: return "ECHILD";
-    case EAGAIN: return "EAGAIN";
-    case ENOMEM: return "ENOMEM";
-    case EACCES: return "EACCES";
-    case EFAULT: return "EFAULT";
-    case EBUSY: return "EBUSY";
-    case EEXIST: return "EEXIST";
-    case ENOTDIR: return "ENOTDIR";
-    case EISDIR: return "EISDIR";
-    case EINVAL: return "EINVAL";
-    case ENFILE: return "ENFILE";
-    case EMFILE: return "EMFILE";
-    case EFBIG: return "EFBIG";
-    case ENOSPC: return "ENOSPC";
-    case ERANGE: return "ERANGE";
-    case ENAMETOOLONG: return "ENAMETOOLONG";
-    case ENOSYS: return "ENOSYS";
-    case ELOOP: return "ELOOP";
-    case EIDRM: return "EIDRM";
-    case EOVERFLOW: return "EOVERFLOW";
-    default:
-        snprintf(buf, sizeof bufs[0], "E%d", e);
-        return buf;
-    }
+    snprintf(buf, sizeof bufs[0], "E%d", e);
+    return buf;
 }
 
 /* ----------------------------------------------------------- raw syscalls */

@@ -159,39 +159,13 @@ static const char *
 errname(int e)
 {
     static char buf[24];
-    switch (e) {
-    case 0: return "0";
-    case EPERM: return "EPERM";
-    case ENOENT: return "ENOENT";
-    case ESRCH: return "ESRCH";
-    case EINTR: return "EINTR";
-    case EIO: return "EIO";
-    case E2BIG: return "E2BIG";
-    case EBADF: return "EBADF";
-    case EAGAIN: return "EAGAIN";
-    case ENOMEM: return "ENOMEM";
-    case EACCES: return "EACCES";
-    case EFAULT: return "EFAULT";
-    case EBUSY: return "EBUSY";
-    case EEXIST: return "EEXIST";
-    case ENOTDIR: return "ENOTDIR";
-    case EISDIR: return "EISDIR";
-    case EINVAL: return "EINVAL";
-    case ENFILE: return "ENFILE";
-    case EMFILE: return "EMFILE";
-    case EFBIG: return "EFBIG";
-    case ENOSPC: return "ENOSPC";
-    case ERANGE: return "ERANGE";
-    case ENAMETOOLONG: return "ENAMETOOLONG";
-    case ENOSYS: return "ENOSYS";
-    case ELOOP: return "ELOOP";
-    case EIDRM: return "EIDRM";
-    case EOVERFLOW: return "EOVERFLOW";
-    case ERRNO_SENTINEL: return "(unchanged)";
-    default:
-        snprintf(buf, sizeof buf, "E%d", e);
-        return buf;
-    }
+    if (e == ERRNO_SENTINEL)
+        return "(unchanged)";
+    const char *name = strerrorname_np(e); /* glibc 2.32: "EPERM", "0" */
+    if (name != NULL)
+        return name;
+    snprintf(buf, sizeof buf, "E%d", e);
+    return buf;
 }
 
 /* ----------------------------------------------------------------- calls */
