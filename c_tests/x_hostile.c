@@ -462,6 +462,38 @@ write_all(int fd, const char *text)
         FAIL("write: %s", ck_errname(errno));
 }
 
+/* Forks a child that makes a few calls and exits normally (running the
+ * exit check); its exit code, and its pid in *KID. */
+static int
+fork_workload(pid_t *kid)
+{
+    *kid = fork();
+    if (*kid == 0) {
+        ck_child_defaults();
+        workload(1);
+        exit(ck_failures == 0 ? 0 : 1);
+    }
+    return ck_child_code(*kid, 10000);
+}
+
+/* The results for the parent, in DIR/result (stdout may be gone): pid,
+ * calls made, the forked kid and its code, and LOGFD unless it is -1.
+ * Exits with FAIL_CODE if the file cannot be written. */
+static void
+write_result(const char *dir, pid_t me, pid_t kid, int code, int logfd, int fail_code)
+{
+    char path[512], text[160];
+    snprintf(path, sizeof path, "%s/result", dir);
+    int n = snprintf(text, sizeof text, "pid %d\ncalls %ld\nkid %d\nkidcode %d\n", (int)me,
+                     made_total(), (int)kid, code);
+    if (logfd != -1)
+        n += snprintf(text + n, sizeof text - (size_t)n, "logfd %d\n", logfd);
+    int r = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (r < 0 || write(r, text, (size_t)n) != n)
+        _exit(fail_code);
+    close(r);
+}
+
 /* close_fds/close_all child: DIR holds the logs and its files. */
 static int
 scenario_close_child(int all, const char *dir)
@@ -480,24 +512,11 @@ scenario_close_child(int all, const char *dir)
     }
     /* enough to grow the log past its first 64 KiB */
     workload(60);
-    pid_t kid = fork();
-    if (kid == 0) {
-        ck_child_defaults();
-        workload(1);
-        exit(ck_failures == 0 ? 0 : 1);
-    }
-    int code = ck_child_code(kid, 10000);
+    pid_t kid;
+    int code = fork_workload(&kid);
     for (int i = 0; i < (all ? 3 : 1); i++)
         write_all(fds[i], mine_more);
-    /* the results for the parent, in a file (stdout may be gone) */
-    snprintf(path, sizeof path, "%s/result", dir);
-    int r = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    char text[128];
-    int n = snprintf(text, sizeof text, "pid %d\ncalls %ld\nkid %d\nkidcode %d\n", (int)me,
-                     made_total(), (int)kid, code);
-    if (r < 0 || write(r, text, (size_t)n) != n)
-        _exit(50);
-    close(r);
+    write_result(dir, me, kid, code, -1, 50);
     return ck_failures == 0 && code == 0 ? 0 : 1;
 }
 
@@ -567,23 +586,11 @@ scenario_dup2_child(const char *dir)
     if (dup2(mine, L) != L || dup2(mine, 0) != 0 || dup2(devnull, 2) != 2)
         _exit(62);
     workload(60);
-    pid_t kid = fork();
-    if (kid == 0) {
-        ck_child_defaults();
-        workload(1);
-        exit(ck_failures == 0 ? 0 : 1);
-    }
-    int code = ck_child_code(kid, 10000);
+    pid_t kid;
+    int code = fork_workload(&kid);
     /* the file's offset is shared by its three descriptors */
     write_all(mine, mine_more);
-    snprintf(path, sizeof path, "%s/result", dir);
-    int r = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    char text[128];
-    int n = snprintf(text, sizeof text, "pid %d\ncalls %ld\nkid %d\nkidcode %d\nlogfd %d\n",
-                     (int)getpid(), made_total(), (int)kid, code, L);
-    if (r < 0 || write(r, text, (size_t)n) != n)
-        _exit(63);
-    close(r);
+    write_result(dir, getpid(), kid, code, L, 63);
     return ck_failures == 0 && code == 0 ? 0 : 1;
 }
 
@@ -648,13 +655,8 @@ scenario_privdrop_child(const char *when, int root_seg)
     made[3]++;
     /* enough to grow the log (when it is open) */
     workload(60);
-    pid_t kid = fork();
-    if (kid == 0) {
-        ck_child_defaults();
-        workload(1);
-        exit(ck_failures == 0 ? 0 : 1);
-    }
-    int code = ck_child_code(kid, 10000);
+    pid_t kid;
+    int code = fork_workload(&kid);
     CHECK_EQ(code, 0);
     printf("calls %ld\nkid %d\n", made_total(), (int)kid);
     return ck_failures == 0 ? 0 : 1;
