@@ -804,26 +804,24 @@ static void both(const char *fmt, ...)
     va_end(ap);
 }
 
+/* X with SMALL decimals, or with one fewer from BIG on; "-" for NaN. */
+static const char *fmt_num(double x, double big, int small, char *buf, size_t n)
+{
+    if (isnan(x))
+        snprintf(buf, n, "-");
+    else
+        snprintf(buf, n, "%.*f", x >= big ? small - 1 : small, x);
+    return buf;
+}
+
 static const char *fmt_ns(double ns, char *buf, size_t n)
 {
-    if (isnan(ns))
-        snprintf(buf, n, "-");
-    else if (ns >= 100000)
-        snprintf(buf, n, "%.0f", ns);
-    else
-        snprintf(buf, n, "%.1f", ns);
-    return buf;
+    return fmt_num(ns, 100000, 1, buf, n);
 }
 
 static const char *fmt_ratio(double x, char *buf, size_t n)
 {
-    if (isnan(x))
-        snprintf(buf, n, "-");
-    else if (x >= 10)
-        snprintf(buf, n, "%.1f", x);
-    else
-        snprintf(buf, n, "%.3f", x);
-    return buf;
+    return fmt_num(x, 10, 3, buf, n);
 }
 
 struct stats {

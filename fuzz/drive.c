@@ -262,6 +262,19 @@ reap_segments(pid_t pid)
 
 /* ----------------------------------------------------------------- runs */
 
+/* A run past its time: SIGTERM, then SIGKILL, reaped with its segments. */
+static int
+timed_out(pid_t pid)
+{
+    int status;
+    kill(pid, SIGTERM);
+    usleep(200 * 1000);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    reap_segments(pid);
+    return -1;
+}
+
 struct result {
     int status;   /* wait status, or -1: timed out */
     char trace[4096];
@@ -353,14 +366,8 @@ run_one(uint64_t seed, const struct set *set, const char *trace, const char *err
             r = poll(&p, 1, timeout_s * 1000);
         while (r < 0 && errno == EINTR);
         close(pfd);
-        if (r == 0) {
-            kill(pid, SIGTERM);
-            usleep(200 * 1000);
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            reap_segments(pid);
-            return -1;
-        }
+        if (r == 0)
+            return timed_out(pid);
         waitpid(pid, &status, 0);
         if (reap_segments(pid) > 0 && status == 0)
             fprintf(stderr, "drive: seed 0x%" PRIx64 ": a run that exited 0 left segments\n",
@@ -374,14 +381,8 @@ run_one(uint64_t seed, const struct set *set, const char *trace, const char *err
             reap_segments(pid);
             return status;
         }
-        if (waited >= (long)timeout_s * 1000) {
-            kill(pid, SIGTERM);
-            usleep(200 * 1000);
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            reap_segments(pid);
-            return -1;
-        }
+        if (waited >= (long)timeout_s * 1000)
+            return timed_out(pid);
         usleep(1000);
     }
 }
