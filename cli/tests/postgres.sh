@@ -72,8 +72,6 @@ chmod 0755 "$T"
 mkdir -p "$T/sock" && chown "$USER_PG:" "$T/sock"
 SEGS_BEFORE=$(awk 'NR > 1 { print $2 }' /proc/sysvipc/shm | sort)
 SERVER_PID=
-passed=0
-failed=0
 
 # A command prefix that runs as the postgres user, with the client
 # environment. setpriv and env exec, so a simple command started with & in
@@ -83,24 +81,8 @@ AS_PG=(setpriv --reuid="$USER_PG" --regid="$USER_PG" --init-groups
     env HOME="$T" PGHOST="$T/sock" PGPORT="$PORT" PGUSER="$USER_PG" PGDATABASE=postgres)
 as_pg() { "${AS_PG[@]}" "$@"; }
 
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-not_ok() {
-    echo "FAIL - $1"
-    shift
-    for f in "$@"; do
-        [ -f "$f" ] && { echo "---- $f"; tail -n 30 "$f"; }
-    done
-    failed=$((failed + 1))
-}
-# check NAME COMMAND... [-- FILES TO SHOW ON FAILURE]
-check() {
-    local name=$1
-    shift
-    local cmd=() files=()
-    while [ $# -gt 0 ] && [ "$1" != "--" ]; do cmd+=("$1"); shift; done
-    [ $# -gt 0 ] && shift && files=("$@")
-    if "${cmd[@]}"; then ok "$name"; else not_ok "$name" "${files[@]}"; fi
-}
+# shellcheck source=tests/checks.sh
+. "$(dirname "$(realpath "$0")")/../../tests/checks.sh"
 
 cleanup() {
     local d
