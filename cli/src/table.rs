@@ -76,30 +76,32 @@ pub fn human_age(secs: i64) -> String {
     }
 }
 
-/// Parses a duration: a number and a unit, `s`, `m`, `h` or `d` (a bare
-/// number is seconds): `30s`, `10m`, `2h`, `7d`.
+/// The longest `--older-than`: ages are seconds in an `i64`, and a longer
+/// duration would wrap around when compared with one.
+pub const MAX_DURATION_SECS: u64 = i64::MAX as u64;
+
+/// Parses a duration with humantime: a number and a unit, `30s`, `10m`,
+/// `2h`, `7d`, `2w`, or several (`1h 30m`); a bare number is seconds.
+/// Durations longer than [`MAX_DURATION_SECS`] (or that overflow while
+/// parsing) are errors, never wrapped.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration (use 30s, 10m, 2h or 7d)"))?;
-    let scale = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => {
-            return Err(format!(
-                "unknown unit '{unit}' in '{text}' (use s, m, h or d: 30s, 10m, 2h, 7d)"
-            ));
-        }
-    };
-    n.checked_mul(scale)
-        .ok_or_else(|| format!("'{text}' is too long"))
+    let parsed = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| format!("'{text}' is too long (at most {MAX_DURATION_SECS} seconds)"))
+    } else {
+        humantime::parse_duration(text).map_err(|e| {
+            format!("'{text}' is not a duration ({e}; use 30s, 10m, 2h, 7d or 1h 30m)")
+        })
+    }?;
+    let secs = parsed.as_secs();
+    if secs > MAX_DURATION_SECS {
+        return Err(format!(
+            "'{text}' is too long (at most {MAX_DURATION_SECS} seconds)"
+        ));
+    }
+    Ok(secs)
 }
 
 #[cfg(test)]
@@ -127,8 +129,22 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(7200));
         assert_eq!(parse_duration("7d"), Ok(604800));
         assert_eq!(parse_duration("15"), Ok(15));
-        assert!(parse_duration("1w").is_err());
+        assert_eq!(parse_duration("1w"), Ok(604800));
+        assert_eq!(parse_duration("1h 30m"), Ok(5400));
+        assert!(parse_duration("1x").is_err());
         assert!(parse_duration("m").is_err());
+        // Out of range: an error, never a wrapped value.
+        for long in [
+            "213503982334601d",
+            "18446744073709551615",
+            "18446744073709551616",
+            "9223372036854775808s",
+            "106751991167301d",
+            "99999999999999999999999d",
+        ] {
+            assert!(parse_duration(long).is_err(), "{long}");
+        }
+        assert_eq!(parse_duration("9223372036854775807"), Ok(i64::MAX as u64));
         assert!(parse_duration("-5s").is_err());
         assert!(parse_duration("").is_err());
     }

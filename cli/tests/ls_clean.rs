@@ -231,12 +231,28 @@ fn clean_older_than_respects_age() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("would remove"), "{text}");
 
+    // Durations too long for an age are usage errors, never wrapped to
+    // "older than 0s" (which removed a segment 0 s old).
+    for long in [
+        "213503982334601d",
+        "18446744073709551615",
+        "9223372036854775808s",
+        "106751991167301d",
+        "99999999999999999999999",
+    ] {
+        let out = clean_as(OWN, &["--orphans", "--older-than", long, "--yes"]);
+        assert_eq!(out.status.code(), Some(2), "{long}: {}", show(&out));
+        assert!(exists(old) && exists(young), "{long}: {}", show(&out));
+    }
+
     let out = clean_as(OWN, &["--orphans", "--older-than", "2s", "--yes"]);
     assert!(out.status.success(), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!exists(old), "{old} is older than 2s:\n{text}");
     assert!(exists(young), "{young} is younger than 2s:\n{text}");
 
-    let out = shmguard_cmd(&["clean", "--orphans", "--older-than", "2w"]);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    for bad in ["2x", "-5s", "", "1.5.5h"] {
+        let out = shmguard_cmd(&["clean", "--orphans", "--older-than", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", show(&out));
+    }
 }
