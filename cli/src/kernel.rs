@@ -119,11 +119,180 @@ impl Clock {
     }
 }
 
+/// Why a segment's creator can be neither shown alive nor known gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unknown {
+    /// `cpid` is 0: the creator ran in a PID namespace that has no number
+    /// for it in ours (an ancestor or a sibling: a container sharing the
+    /// IPC namespace with its host, a sandbox).
+    #[serde(rename = "pid-namespace")]
+    OtherPidNamespace,
+    /// A process with that pid exists, but /proc hides it from us
+    /// (`hidepid`), so whether it is the creator cannot be checked.
+    Hidden,
+    /// Our /proc belongs to another PID namespace than ours (`unshare
+    /// --pid` without a new /proc): its entries are not our pids.
+    ProcNamespace,
+    /// Kernels before 4.17 record `cpid` in the creator's own PID
+    /// namespace, untranslated: the number may name another process.
+    OldKernel,
+}
+
+impl Unknown {
+    /// A short word for `ls`'s CREATOR column.
+    pub fn word(self) -> &'static str {
+        match self {
+            Unknown::OtherPidNamespace => "pid-namespace",
+            Unknown::Hidden => "hidden",
+            Unknown::ProcNamespace => "proc-namespace",
+            Unknown::OldKernel => "old-kernel",
+        }
+    }
+}
+
+/// What is known of a segment's creator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Creator {
+    /// It runs (or may: a live process with its pid started no later than
+    /// the segment's ctime).
+    Alive,
+    /// It is provably gone: no process has its pid in our namespace, the
+    /// process with its pid started after the segment was made (the pid
+    /// was reused), or it is a zombie.
+    Gone,
+    /// It cannot be known.
+    Unknown(Unknown),
+}
+
+/// The facts, read once, that tell what a segment's creator is.
+#[derive(Clone, Copy, Debug)]
+pub struct Creators {
+    pub clock: Clock,
+    /// /proc shows our own PID namespace (its pids are ours).
+    pub proc_is_ours: bool,
+    /// The kernel translates `cpid` into the reader's PID namespace (4.17
+    /// and later: it keeps the creator's `struct pid`).
+    pub translated: bool,
+}
+
+impl Creators {
+    pub fn read() -> Self {
+        Self {
+            clock: Clock::read(),
+            proc_is_ours: proc_is_ours(),
+            translated: kernel_at_least(4, 17),
+        }
+    }
+
+    /// What the creator `cpid` of a segment with `ctime` is.
+    ///
+    /// `cpid` as /proc/sysvipc/shm and `IPC_STAT` give it is the creator's
+    /// pid in our PID namespace, or 0 when it has none there. A pid that
+    /// `kill(pid, 0)` does not find (ESRCH) is no process of our namespace
+    /// or of those below it, so the creator is gone, whatever /proc shows.
+    /// A pid that exists is the creator only if it started no later than
+    /// the segment's ctime; that needs its /proc entry.
+    pub fn creator(&self, cpid: u32, ctime: i64) -> Creator {
+        if cpid == 0 {
+            return Creator::Unknown(Unknown::OtherPidNamespace);
+        }
+        let exists = os::process_exists(cpid);
+        if !self.translated {
+            // The number may be another namespace's: only a live process
+            // that could be the creator answers anything.
+            return match (self.proc_is_ours, proc_stat(cpid)) {
+                (true, Some(s)) if self.clock.is_creator(&s, ctime) => Creator::Alive,
+                _ => Creator::Unknown(Unknown::OldKernel),
+            };
+        }
+        match exists {
+            Some(false) => return Creator::Gone,
+            None => return Creator::Unknown(Unknown::Hidden),
+            Some(true) => {}
+        }
+        if !self.proc_is_ours {
+            return Creator::Unknown(Unknown::ProcNamespace);
+        }
+        let Some(stat) = proc_stat(cpid) else {
+            // It exited in between, or /proc hides it.
+            return match os::process_exists(cpid) {
+                Some(false) => Creator::Gone,
+                _ => Creator::Unknown(Unknown::Hidden),
+            };
+        };
+        if self.clock.start_secs(&stat) > ctime {
+            // A newer process has the pid.
+            return Creator::Gone;
+        }
+        if matches!(stat.state, 'Z' | 'X' | 'x') && threads(cpid) == Some(1) {
+            // A zombie (not a thread-group leader whose other threads
+            // still run).
+            return Creator::Gone;
+        }
+        Creator::Alive
+    }
+}
+
+/// The `Threads:` count of /proc/PID/status.
+fn threads(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether /proc is the /proc of our own PID namespace: the `NSpid` line
+/// of /proc/self/status lists our pid in every namespace from /proc's
+/// down to ours, so it is ours when it holds one pid, our own.
+pub fn proc_is_ours() -> bool {
+    let Ok(text) = fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let me = std::process::id().to_string();
+    match text.lines().find_map(|l| l.strip_prefix("NSpid:")) {
+        Some(pids) => pids.split_whitespace().eq([me.as_str()]),
+        // Kernels before 4.1 have no NSpid: compare /proc/self.
+        None => fs::read_link("/proc/self").is_ok_and(|p| p.as_os_str() == me.as_str()),
+    }
+}
+
+/// Whether the running kernel's version is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let Ok(text) = fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return true;
+    };
+    parse_release(&text).is_none_or(|v| v >= (major, minor))
+}
+
+/// `6.1.0-13-amd64` -> (6, 1).
+fn parse_release(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.trim().split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 /// The name in /proc/PID/comm (readable for zombies too), control
 /// characters escaped (a thread may name itself "a\nb").
 pub fn comm(pid: u32) -> Option<String> {
     let text = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     Some(crate::logs::printable(text.trim_end_matches('\n')))
+}
+
+/// The real, effective, saved and file-system user ids of a process (a
+/// zombie's too), from the `Uid:` line of /proc/PID/status.
+pub fn uids(pid: u32) -> Vec<u32> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("Uid:").map(|v| {
+                    v.split_whitespace()
+                        .filter_map(|u| u.parse().ok())
+                        .collect()
+                })
+            })
+        })
+        .unwrap_or_default()
 }
 
 /// Pids whose parent is `parent` (scans /proc).
@@ -238,6 +407,30 @@ mod tests {
         assert_eq!(users.name(0), "root");
         assert_eq!(users.name(65534), "nobody");
         assert_eq!(users.name(1234), "1234");
+    }
+
+    #[test]
+    fn releases_and_our_proc() {
+        assert_eq!(parse_release("6.1.0-13-amd64\n"), Some((6, 1)));
+        assert_eq!(parse_release("4.17.0"), Some((4, 17)));
+        assert_eq!(parse_release("x"), None);
+        // The tests run with the /proc of their own namespace.
+        assert!(proc_is_ours());
+        let c = Creators::read();
+        let me = proc_stat(std::process::id()).unwrap();
+        assert_eq!(
+            c.creator(std::process::id(), c.clock.start_secs(&me)),
+            Creator::Alive
+        );
+        // Started after a segment made before boot: a reused pid.
+        assert_eq!(
+            c.creator(std::process::id(), c.clock.btime - 1),
+            Creator::Gone
+        );
+        assert_eq!(
+            c.creator(0, now_secs()),
+            Creator::Unknown(Unknown::OtherPidNamespace)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The few process-control system calls std does not offer: becoming a
-//! child subreaper, waiting for any descendant, signal masks, `kill`, and
-//! two `sysconf`-style facts; and the C library's `memchr`.
+//! child subreaper, waiting for any descendant, signal masks, `kill`,
+//! System V `IPC_STAT` and `IPC_RMID`, random bytes, and two
+//! `sysconf`-style facts; and the C library's `memchr`.
 //!
 //! This is the only module of the command with `unsafe`; every block is one
 //! libc call with plain values, pointers to locals, or a slice's pointer and
@@ -141,6 +142,88 @@ pub fn kill(pid: u32, signal: i32) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Whether a process with this pid exists in our PID namespace, as
+/// `kill(pid, 0)` tells (zombies included; `EPERM` means it exists but is
+/// not ours to signal). `None` when the call fails otherwise, or for pid 0
+/// (which `kill` reads as our process group).
+pub fn process_exists(pid: u32) -> Option<bool> {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return None;
+    }
+    // SAFETY: kill with signal 0 only checks; plain integers.
+    let ret = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    if ret == 0 {
+        return Some(true);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::EPERM) => Some(true),
+        Some(libc::ESRCH) => Some(false),
+        _ => None,
+    }
+}
+
+/// What `shmctl(IPC_STAT)` says about a segment (the fields `clean`
+/// compares just before it removes one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShmStat {
+    pub uid: u32,
+    pub cuid: u32,
+    pub mode: u32,
+    pub cpid: u32,
+    pub nattch: u64,
+    pub ctime: i64,
+}
+
+/// `shmctl(shmid, IPC_STAT)`. The creator's pid is the kernel's number for
+/// it in our PID namespace (0 when it has none there).
+pub fn shm_stat(shmid: i32) -> io::Result<ShmStat> {
+    // SAFETY: shmid_ds is plain data, filled by the kernel.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: IPC_STAT writes one shmid_ds to our local.
+    let ret = unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut ds) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ShmStat {
+        uid: ds.shm_perm.uid,
+        cuid: ds.shm_perm.cuid,
+        mode: u32::from(ds.shm_perm.mode),
+        cpid: ds.shm_cpid as u32,
+        nattch: ds.shm_nattch as u64,
+        ctime: ds.shm_ctime,
+    })
+}
+
+/// `shmctl(shmid, IPC_RMID)`.
+pub fn shm_rmid(shmid: i32) -> io::Result<()> {
+    // SAFETY: IPC_RMID takes no buffer (NULL).
+    let ret = unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Fills `buf` with random bytes from the kernel (`getrandom(2)`).
+pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: the kernel writes at most rest.len() bytes into rest.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        done += n as usize;
+    }
+    Ok(())
 }
 
 /// The real user id.

@@ -6,7 +6,8 @@
 use serde::Serialize;
 
 use crate::Failure;
-use crate::kernel::{self, Clock, SHM_DEST, SHM_LOCKED, SegmentRow, Users};
+use crate::kernel::{self, Creator, Creators, SHM_DEST, SHM_LOCKED, SegmentRow, Unknown, Users};
+use crate::logs::printable;
 use crate::os;
 use crate::table::{self, human_age, human_size};
 
@@ -36,6 +37,11 @@ pub struct Entry {
     /// The creator runs (its pid exists and started before the segment was
     /// created: a reused pid does not count).
     pub creator_alive: bool,
+    /// `alive`, `gone` (provably: see docs/cli.md) or `unknown`.
+    pub creator: &'static str,
+    /// Why the creator is unknown (`pid-namespace`, `hidden`,
+    /// `proc-namespace`, `old-kernel`); `null` otherwise.
+    pub creator_unknown: Option<Unknown>,
     /// Marked for removal (`IPC_RMID` done, still attached).
     pub dest: bool,
     /// Locked in memory (`SHM_LOCK`).
@@ -44,18 +50,17 @@ pub struct Entry {
     pub ctime: i64,
     /// Seconds since `ctime`.
     pub age: i64,
-    /// No process attached, creator gone, not marked for removal.
+    /// No process attached, creator provably gone, not marked for removal.
     pub orphan: bool,
 }
 
 impl Entry {
-    pub fn from_row(row: &SegmentRow, users: &Users, clock: &Clock, now: i64) -> Self {
-        let stat = kernel::proc_stat(row.cpid);
-        let alive = stat
-            .as_ref()
-            .is_some_and(|s| clock.is_creator(s, row.ctime));
+    pub fn from_row(row: &SegmentRow, users: &Users, creators: &Creators, now: i64) -> Self {
+        let creator = creators.creator(row.cpid, row.ctime);
+        let alive = creator == Creator::Alive;
         let creator_command = if alive {
-            kernel::comm(row.cpid).or_else(|| stat.map(|s| s.comm))
+            kernel::comm(row.cpid)
+                .or_else(|| kernel::proc_stat(row.cpid).map(|s| printable(&s.comm)))
         } else {
             None
         };
@@ -75,11 +80,34 @@ impl Entry {
             lpid: row.lpid,
             creator_command,
             creator_alive: alive,
+            creator: match creator {
+                Creator::Alive => "alive",
+                Creator::Gone => "gone",
+                Creator::Unknown(_) => "unknown",
+            },
+            creator_unknown: match creator {
+                Creator::Unknown(why) => Some(why),
+                _ => None,
+            },
             dest,
             locked: row.mode & SHM_LOCKED != 0,
             ctime: row.ctime,
             age: now - row.ctime,
-            orphan: row.nattch == 0 && !alive && !dest,
+            orphan: row.nattch == 0 && creator == Creator::Gone && !dest,
+        }
+    }
+
+    /// No process attached and not marked, but whether its creator lives
+    /// cannot be known: never an orphan.
+    fn undecided(&self) -> bool {
+        self.nattch == 0 && !self.dest && self.creator_unknown.is_some()
+    }
+
+    /// The CREATOR column: `alive`, `gone`, or `unknown(WHY)`.
+    fn creator_column(&self) -> String {
+        match self.creator_unknown {
+            Some(why) => format!("unknown({})", why.word()),
+            None => self.creator.to_owned(),
         }
     }
 
@@ -94,6 +122,9 @@ impl Entry {
         if self.orphan {
             s.push("orphan");
         }
+        if self.undecided() {
+            s.push("unknown");
+        }
         if s.is_empty() {
             "-".to_owned()
         } else {
@@ -106,11 +137,11 @@ fn entries() -> Result<Vec<Entry>, Failure> {
     let rows = kernel::segments()
         .map_err(|e| Failure::new(1, format!("cannot read /proc/sysvipc/shm: {e}")))?;
     let users = Users::read();
-    let clock = Clock::read();
+    let creators = Creators::read();
     let now = kernel::now_secs();
     Ok(rows
         .iter()
-        .map(|r| Entry::from_row(r, &users, &clock, now))
+        .map(|r| Entry::from_row(r, &users, &creators, now))
         .collect())
 }
 
@@ -137,7 +168,7 @@ pub fn ls(orphans: bool, json: bool, human: bool) -> Result<i32, Failure> {
             [
                 e.key.clone(),
                 e.shmid.to_string(),
-                e.owner.clone(),
+                printable(&e.owner),
                 format!("{:o}", u32::from_str_radix(&e.mode, 8).unwrap_or(0)),
                 if human {
                     human_size(e.size)
@@ -146,10 +177,12 @@ pub fn ls(orphans: bool, json: bool, human: bool) -> Result<i32, Failure> {
                 },
                 e.nattch.to_string(),
                 e.cpid.to_string(),
-                if e.creator_alive { "alive" } else { "gone" }.to_owned(),
+                e.creator_column(),
                 e.status(),
                 human_age(e.age),
-                e.creator_command.clone().unwrap_or_else(|| "-".to_owned()),
+                e.creator_command
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), printable),
             ]
         })
         .collect();
@@ -170,17 +203,22 @@ pub fn clean(orphans: bool, older_than: Option<u64>, yes: bool) -> Result<i32, F
     }
     let euid = os::euid();
     let all = entries()?;
+    let old_enough = |e: &Entry| older_than.is_none_or(|d| i128::from(e.age) > i128::from(d));
     let (mine, others): (Vec<&Entry>, Vec<&Entry>) = all
         .iter()
-        .filter(|e| e.orphan && older_than.is_none_or(|d| e.age > d as i64))
+        .filter(|e| e.orphan && old_enough(e))
         .partition(|e| e.uid == euid);
+    let undecided = all
+        .iter()
+        .filter(|e| e.uid == euid && e.undecided() && old_enough(e))
+        .count();
     let describe = |e: &Entry| {
         format!(
             "shmid={} key={} size={} owner={} created by pid {}, {} old",
             e.shmid,
             e.key,
             e.size,
-            e.owner,
+            printable(&e.owner),
             e.cpid,
             human_age(e.age)
         )
@@ -195,9 +233,9 @@ pub fn clean(orphans: bool, older_than: Option<u64>, yes: bool) -> Result<i32, F
             println!("would remove {}", describe(e));
         }
     } else {
-        let clock = Clock::read();
+        let creators = Creators::read();
         for e in &mine {
-            match remove_if_still_orphan(e, euid, &clock) {
+            match remove_if_still_orphan(e, euid, &creators) {
                 Ok(true) => {
                     removed += 1;
                     println!("removed {}", describe(e));
@@ -213,7 +251,7 @@ pub fn clean(orphans: bool, older_than: Option<u64>, yes: bool) -> Result<i32, F
             }
         }
     }
-    let users = if others.is_empty() {
+    let mut users = if others.is_empty() {
         String::new()
     } else {
         format!(
@@ -221,6 +259,12 @@ pub fn clean(orphans: bool, older_than: Option<u64>, yes: bool) -> Result<i32, F
             others.len()
         )
     };
+    if undecided > 0 {
+        users.push_str(&format!(
+            "; {undecided} unattached segment(s) of uid {euid} whose creator cannot be known \
+             left alone (shmguard ls says why)"
+        ));
+    }
     if !yes {
         if mine.is_empty() {
             println!("no orphaned segments of uid {euid}{age_note} to remove{users}");
@@ -237,25 +281,47 @@ pub fn clean(orphans: bool, older_than: Option<u64>, yes: bool) -> Result<i32, F
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-/// Removes `e` if, read again just now, it is still the same segment (same
-/// shmid, creator and ctime), still ours, still an orphan. The kernel has no
-/// "remove if unattached", so a process attaching in the instant between
-/// this check and `IPC_RMID` keeps its attachment and the segment goes away
-/// when it detaches.
-fn remove_if_still_orphan(e: &Entry, euid: u32, clock: &Clock) -> Result<bool, String> {
-    let rows = kernel::segments().map_err(|err| format!("cannot read /proc/sysvipc/shm: {err}"))?;
-    let Some(row) = rows.iter().find(|r| r.shmid == e.shmid) else {
-        return Ok(false);
+/// Removes `e` if, read again just now with `IPC_STAT`, it is still the
+/// same segment (same owner, creator uid, creator pid and ctime), still
+/// ours, unattached, unmarked, and its creator still provably gone. The
+/// kernel has no "remove if unattached", so a process attaching in the
+/// instant between this check and `IPC_RMID` keeps its attachment and the
+/// segment goes away when it detaches.
+fn remove_if_still_orphan(e: &Entry, euid: u32, creators: &Creators) -> Result<bool, String> {
+    let now = match os::shm_stat(e.shmid) {
+        Ok(st) => st,
+        Err(err) if err.raw_os_error() == Some(libc::EACCES) => {
+            // A segment its owner may not read (mode 0200, 0000): the
+            // kernel's table says the same without a permission check.
+            let rows = kernel::segments()
+                .map_err(|err| format!("cannot read /proc/sysvipc/shm: {err}"))?;
+            let Some(row) = rows.iter().find(|r| r.shmid == e.shmid) else {
+                return Ok(false);
+            };
+            os::ShmStat {
+                uid: row.uid,
+                cuid: row.cuid,
+                mode: row.mode,
+                cpid: row.cpid,
+                nattch: row.nattch,
+                ctime: row.ctime,
+            }
+        }
+        Err(err) if matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EIDRM)) => {
+            return Ok(false);
+        }
+        Err(err) => return Err(format!("IPC_STAT: {err}")),
     };
-    let same = row.cpid == e.cpid && row.ctime == e.ctime;
-    let still_orphan =
-        row.nattch == 0 && row.mode & SHM_DEST == 0 && !clock.creator_alive(row.cpid, row.ctime);
-    if !(same && still_orphan && row.uid == euid) {
+    let same = now.cpid == e.cpid && now.ctime == e.ctime && now.cuid == e.cuid;
+    let still_orphan = now.nattch == 0
+        && now.mode & SHM_DEST == 0
+        && creators.creator(now.cpid, now.ctime) == Creator::Gone;
+    if !(same && still_orphan && now.uid == euid) {
         return Ok(false);
     }
-    match shmguard::sys::shm_rmid(e.shmid) {
+    match os::shm_rmid(e.shmid) {
         Ok(()) => Ok(true),
-        Err(libc::EINVAL | libc::EIDRM) => Ok(false),
-        Err(errno) => Err(std::io::Error::from_raw_os_error(errno).to_string()),
+        Err(err) if matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EIDRM)) => Ok(false),
+        Err(err) => Err(err.to_string()),
     }
 }

@@ -8,9 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-/// The `shmguard` binary under test.
+/// The `shmguard` binary under test: this build's, or `SHMGUARD_BIN` (to
+/// run the tests against another build, e.g. an older one, to see which
+/// of them it fails).
 pub fn shmguard() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_shmguard"))
+    std::env::var_os("SHMGUARD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_shmguard")))
 }
 
 /// The library built by this `cargo test` (target/debug/libshmguard.so,

@@ -12,11 +12,18 @@
  *                                 IPC_RMID, never detached), and fails two
  *                                 calls with EINVAL; prints both shmids
  *   shmhelper tidy                creates, attaches, detaches, removes
+ *   shmhelper keep SIZE [UID]     create a segment (as effective uid UID when
+ *                                 given, then back to root), leave it
+ *                                 unattached, print, wait for EOF on stdin
+ *   shmhelper count-signals MS    count the SIGINT and SIGTERM received in MS
+ *                                 ms after printing "ready", then print
+ *                                 "INT=n TERM=n"
  *
  * Exit status: 0, or 1 with a message on stderr when a call fails.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +45,21 @@ static int create(size_t size, key_t key) {
     printf("%d\n", id);
     fflush(stdout);
     return id;
+}
+
+static volatile sig_atomic_t got_int, got_term;
+
+static void count(int sig) {
+    if (sig == SIGINT)
+        got_int++;
+    else
+        got_term++;
+}
+
+static long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
 static void sleep_ms(long ms) {
@@ -132,6 +154,35 @@ int main(int argc, char **argv) {
             fail("shmdt");
         if (shmctl(id, IPC_RMID, NULL) == -1)
             fail("shmctl IPC_RMID");
+        return 0;
+    }
+    if (strcmp(what, "keep") == 0) {
+        uid_t uid = argc > 3 ? (uid_t)strtoul(argv[3], NULL, 0) : geteuid();
+        uid_t was = geteuid();
+        if (uid != was && seteuid(uid) == -1)
+            fail("seteuid");
+        create(size, IPC_PRIVATE);
+        if (uid != was && seteuid(was) == -1)
+            fail("seteuid back");
+        char buf[64];
+        while (read(0, buf, sizeof buf) > 0) {
+        }
+        return 0;
+    }
+    if (strcmp(what, "count-signals") == 0) {
+        long ms = argc > 2 ? strtol(argv[2], NULL, 0) : 1000;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = count;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGINT, &sa, NULL) == -1 || sigaction(SIGTERM, &sa, NULL) == -1)
+            fail("sigaction");
+        printf("ready\n");
+        fflush(stdout);
+        long end = now_ms() + ms;
+        for (long left; (left = end - now_ms()) > 0;)
+            sleep_ms(left);
+        printf("INT=%d TERM=%d\n", (int)got_int, (int)got_term);
         return 0;
     }
     fprintf(stderr, "shmhelper: unknown command %s\n", what);

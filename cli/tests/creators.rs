@@ -1,0 +1,201 @@
+//! `ls` and `clean --orphans` when the creator of a segment cannot be seen:
+//! a creator in another PID namespace that shares the IPC namespace, a
+//! creator that /proc hides (`hidepid=2`), and a creator whose pid was
+//! reused. A creator counts as gone only when that is known; otherwise the
+//! segment is "unknown", never an orphan, and `clean --yes` keeps it.
+//!
+//! Each test has a private IPC namespace (common::serial) and makes the
+//! PID and mount namespaces it needs with unshare (root).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+/// Starts `cmd` (which ends with the helper's `keep`), reads the shmid it
+/// prints; the process keeps running (and the segment unattached) until
+/// dropped.
+fn keep(segs: &mut Segments, cmd: &mut Command) -> (Running, i32) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the helper");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let running = Running(child);
+    let id: i32 = lines
+        .next()
+        .expect("the helper's shmid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    segs.add(id);
+    (running, id)
+}
+
+fn entry(out: &Output, shmid: i32) -> Value {
+    assert!(out.status.success(), "{}", show(out));
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("ls --json: {e}\n{}", show(out)));
+    list.into_iter()
+        .find(|e| e["shmid"] == shmid)
+        .unwrap_or_else(|| panic!("ls lacks {shmid}\n{}", show(out)))
+}
+
+fn in_child_pid_namespace(args: &[&str]) -> Output {
+    Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--"])
+        .arg(shmguard())
+        .args(args)
+        .output()
+        .expect("run unshare (util-linux)")
+}
+
+#[test]
+fn a_creator_in_an_outer_pid_namespace_is_unknown_not_gone() {
+    let _serial = serial();
+    let mut segs = Segments::default();
+    let (_keeper, id) = keep(&mut segs, Command::new(helper()).args(["keep", "4096"]));
+    // Seen from a child PID namespace that shares the IPC namespace (a
+    // sandbox, a container with the host's IPC), the creator has no pid:
+    // cpid reads 0.
+    let e = entry(&in_child_pid_namespace(&["ls", "--json"]), id);
+    assert_eq!(e["cpid"], 0, "{e}");
+    assert_eq!(e["creator"], "unknown", "{e}");
+    assert_eq!(e["creator_unknown"], "pid-namespace", "{e}");
+    assert_eq!(e["orphan"], false, "{e}");
+    let out = in_child_pid_namespace(&["clean", "--orphans", "--yes"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        exists(id),
+        "clean removed a live creator's segment\n{}",
+        show(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("whose creator cannot be known"),
+        "{}",
+        show(&out)
+    );
+    // And `ls` says why in its text too.
+    let out = in_child_pid_namespace(&["ls"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("unknown(pid-namespace)"), "{text}");
+}
+
+#[test]
+fn a_creator_in_an_inner_pid_namespace_is_seen_alive() {
+    let _serial = serial();
+    let mut segs = Segments::default();
+    let (_keeper, id) = keep(
+        &mut segs,
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "--"])
+            .arg(helper())
+            .args(["keep", "4096"]),
+    );
+    // Its pid in the child namespace is small; the kernel gives us its pid
+    // in ours, and that process lives.
+    let e = entry(&shmguard_cmd(&["ls", "--json"]), id);
+    assert_eq!(e["creator"], "alive", "{e}");
+    let out = shmguard_cmd(&["clean", "--orphans", "--yes"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(exists(id), "{}", show(&out));
+}
+
+#[test]
+fn a_creator_hidden_by_hidepid_is_unknown_not_gone() {
+    let _serial = serial();
+    let mut segs = Segments::default();
+    // Made by a root process as effective uid nobody: owned by nobody,
+    // whose /proc under hidepid=2 does not show the (root) creator, and
+    // who may not signal it (kill says EPERM: it exists).
+    let (_keeper, id) = keep(
+        &mut segs,
+        Command::new(helper()).args(["keep", "4096", "65534"]),
+    );
+    let as_nobody_with_hidepid = |args: &str| {
+        let script = format!(
+            "mount -t proc -o hidepid=2 proc /proc && \
+             exec setpriv --reuid=65534 --regid=65534 --clear-groups {} {args}",
+            shmguard().display()
+        );
+        let out = Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .output()
+            .expect("run unshare");
+        assert!(out.status.success(), "hidepid=2 as nobody: {}", show(&out));
+        out
+    };
+    let e = entry(&as_nobody_with_hidepid("ls --json"), id);
+    assert_eq!(e["uid"], 65534, "{e}");
+    assert_eq!(e["creator"], "unknown", "{e}");
+    assert_eq!(e["creator_unknown"], "hidden", "{e}");
+    assert_eq!(e["orphan"], false, "{e}");
+    let out = as_nobody_with_hidepid("clean --orphans --yes");
+    assert!(
+        exists(id),
+        "clean removed a live creator's segment\n{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn a_reused_pid_is_not_the_creator() {
+    let _serial = serial();
+    let mut segs = Segments::default();
+    // In a PID namespace of its own, the creator exits, and a process
+    // started later is given the same pid (ns_last_pid): the creator is
+    // provably gone, and the segment an orphan that clean removes.
+    let script = format!(
+        r#"set -e
+id=$({h} create 4096)
+echo "ID $id"
+cpid=$(awk -v id="$id" 'NR > 1 && $2 == id {{ print $5 }}' /proc/sysvipc/shm)
+sleep 1.2
+echo $((cpid - 1)) > /proc/sys/kernel/ns_last_pid
+sleep 30 &
+reuser=$!
+if [ "$reuser" != "$cpid" ]; then echo "NO-REUSE $reuser $cpid"; kill $reuser; exit 3; fi
+echo "LS $({s} ls --json | tr -d '\n')"
+{s} clean --orphans --yes
+kill $reuser
+"#,
+        h = helper().display(),
+        s = shmguard().display()
+    );
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if let Some(id) = text.lines().find_map(|l| l.strip_prefix("ID ")) {
+        segs.add(id.trim().parse().unwrap());
+    }
+    assert!(out.status.success(), "{}", show(&out));
+    let id: i32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ID "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let ls = text.lines().find_map(|l| l.strip_prefix("LS ")).unwrap();
+    let list: Vec<Value> = serde_json::from_str(ls).unwrap();
+    let e = list.iter().find(|e| e["shmid"] == id).unwrap();
+    assert_eq!(e["creator"], "gone", "{e}");
+    assert_eq!(e["orphan"], true, "{e}");
+    assert!(text.contains(&format!("removed shmid={id} ")), "{text}");
+    assert!(!exists(id));
+}
