@@ -10,7 +10,7 @@
 #![forbid(unsafe_code)]
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::fs;
 use std::io;
@@ -390,15 +390,19 @@ impl ProcessLog {
     }
 }
 
-/// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`), for
-/// a line of text output.
+/// `text` made safe for a line of text output: control characters (a
+/// newline, ESC and every C0 and C1 control), the line and paragraph
+/// separators and the bidirectional controls are shown escaped, as `\n`,
+/// `\t`, `\u{1b}`, `\u{202e}`, so that nothing read from a log, /proc or
+/// the kernel can start a line of its own, move the cursor, or reorder
+/// what a terminal shows.
 pub fn printable(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(needs_escape) {
         return text.to_owned();
     }
     text.chars()
         .map(|c| {
-            if c.is_control() {
+            if needs_escape(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
@@ -407,33 +411,92 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// Whether [`printable`] escapes `c`.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' // line and paragraph separators
+                | '\u{061c}' | '\u{200e}' | '\u{200f}' // bidi marks
+                | '\u{202a}'..='\u{202e}' // bidi embeddings and overrides
+                | '\u{2066}'..='\u{2069}' // bidi isolates
+        )
+}
+
 /// The logs of a directory (or a single file) and what could not be read.
 #[derive(Debug, Default)]
 pub struct LogSet {
     pub processes: Vec<ProcessLog>,
     pub warnings: Vec<String>,
+    /// Files ignored because their owner could not have been a process of
+    /// the tree (see [`Trust`]).
+    pub untrusted: Vec<PathBuf>,
+}
+
+/// Which files of a log directory are read. A log file is made by the
+/// process that writes it, exclusively, mode 0600. So a directory entry is
+/// read only when, opened without following a symbolic link, it is a
+/// regular file with one link that no one but its owner may write; and,
+/// in a directory that others may write (a sticky directory that `run`
+/// made for a tree whose processes switch user), only when its owner is
+/// the directory's owner, root, or one of `uids` (the users `run` saw the
+/// tree run as). Everything else is ignored, with a warning.
+#[derive(Clone, Debug)]
+struct Trust<'a> {
+    dir_uid: u32,
+    /// Others (group or world) may create files in the directory.
+    open_dir: bool,
+    uids: &'a BTreeSet<u32>,
+}
+
+impl Trust<'_> {
+    fn owner_ok(&self, uid: u32) -> bool {
+        !self.open_dir || uid == self.dir_uid || uid == 0 || self.uids.contains(&uid)
+    }
 }
 
 /// Reads every `*.jsonl` file of `path` (a directory), or `path` itself
-/// when it is a file.
+/// when it is a file. In a directory that others may write, files of users
+/// other than the directory's owner and root are ignored (see
+/// [`read_trusting`]).
 pub fn read(path: &Path) -> io::Result<LogSet> {
+    read_trusting(path, &BTreeSet::new())
+}
+
+/// [`read`], also trusting files owned by `uids` in a directory that
+/// others may write.
+pub fn read_trusting(path: &Path, uids: &BTreeSet<u32>) -> io::Result<LogSet> {
+    use std::os::unix::fs::MetadataExt;
     let mut files = Vec::new();
-    if fs::metadata(path)?.is_dir() {
+    let mut set = LogSet::default();
+    let meta = fs::metadata(path)?;
+    let trust = if meta.is_dir() {
         for entry in fs::read_dir(path)? {
             let entry = entry?;
             let p = entry.path();
             if p.extension().is_some_and(|e| e == "jsonl") && entry.file_type()?.is_file() {
                 files.push(p);
+            } else if p.extension().is_some_and(|e| e == "jsonl") {
+                set.warnings.push(format!(
+                    "{}: not a regular file (a symbolic link?): ignored",
+                    p.display()
+                ));
             }
         }
         files.sort();
+        Some(Trust {
+            dir_uid: meta.uid(),
+            open_dir: meta.mode() & 0o022 != 0,
+            uids,
+        })
     } else {
         files.push(path.to_path_buf());
-    }
-    let mut set = LogSet::default();
-    for file in read_files(&files) {
+        None
+    };
+    for file in read_files(&files, trust.as_ref()) {
         set.warnings.extend(file.warnings);
         set.processes.extend(file.process);
+        set.untrusted.extend(file.untrusted);
     }
     set.processes.sort_by_key(|p| (p.first_ts, p.pid));
     Ok(set)
@@ -443,6 +506,8 @@ pub fn read(path: &Path) -> io::Result<LogSet> {
 struct FileLog {
     process: Option<ProcessLog>,
     warnings: Vec<String>,
+    /// The file, when its owner was not trusted.
+    untrusted: Option<PathBuf>,
 }
 
 /// Files are read by one thread per CPU, at most this many (each holds the
@@ -451,7 +516,7 @@ const MAX_READERS: usize = 4;
 
 /// Reads and parses `files`, several at a time; the results come in the
 /// order of `files`.
-fn read_files(files: &[PathBuf]) -> Vec<FileLog> {
+fn read_files(files: &[PathBuf], trust: Option<&Trust<'_>>) -> Vec<FileLog> {
     let readers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(MAX_READERS)
@@ -465,7 +530,7 @@ fn read_files(files: &[PathBuf]) -> Vec<FileLog> {
             let Some(file) = files.get(i) else {
                 return done;
             };
-            done.push((i, read_file(file)));
+            done.push((i, read_file(file, trust)));
         }
     };
     let mut done = std::thread::scope(|scope| {
@@ -488,17 +553,94 @@ fn read_files(files: &[PathBuf]) -> Vec<FileLog> {
     done.into_iter().map(|(_, file)| file).collect()
 }
 
-/// Reads and parses one file.
-fn read_file(file: &Path) -> FileLog {
-    let mut warnings = Vec::new();
-    let process = match fs::read(file) {
-        Ok(bytes) => parse_file(file, &bytes, &mut warnings),
+/// Reads and parses one file: an entry of a directory as `trust` says,
+/// or the one file named (`trust` is `None`).
+fn read_file(file: &Path, trust: Option<&Trust<'_>>) -> FileLog {
+    let mut log = FileLog {
+        process: None,
+        warnings: Vec::new(),
+        untrusted: None,
+    };
+    let bytes = match open_checked(file, trust) {
+        Ok(Checked::Read(bytes)) => bytes,
+        Ok(Checked::Ignored(why)) => {
+            log.warnings
+                .push(format!("{}: {why}: ignored", file.display()));
+            return log;
+        }
+        Ok(Checked::Untrusted(uid)) => {
+            log.warnings.push(format!(
+                "{}: owned by uid {uid}, who is neither the directory's owner, root, nor a user \
+                 the tree ran as: ignored (another user may have put it there)",
+                file.display()
+            ));
+            log.untrusted = Some(file.to_path_buf());
+            return log;
+        }
         Err(e) => {
-            warnings.push(format!("{}: cannot read: {e}", file.display()));
-            None
+            log.warnings
+                .push(format!("{}: cannot read: {e}", file.display()));
+            return log;
         }
     };
-    FileLog { process, warnings }
+    log.process = parse_file(file, &bytes, &mut log.warnings);
+    log
+}
+
+/// What [`open_checked`] found.
+enum Checked {
+    Read(Vec<u8>),
+    /// Not a log file as the library makes them: why.
+    Ignored(String),
+    /// Owned by this uid, whom the directory's [`Trust`] does not trust.
+    Untrusted(u32),
+}
+
+/// Opens a log file, never following a symbolic link in a directory (an
+/// entry swapped for one after the listing fails with ELOOP), never
+/// blocking (a FIFO), and checks what was opened, not what was listed.
+fn open_checked(file: &Path, trust: Option<&Trust<'_>>) -> io::Result<Checked> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+    if trust.is_some() {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let mut f = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(file)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) && trust.is_some() => {
+            return Ok(Checked::Ignored("a symbolic link".to_owned()));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Ok(Checked::Ignored("not a regular file".to_owned()));
+    }
+    if let Some(trust) = trust {
+        if meta.nlink() != 1 {
+            return Ok(Checked::Ignored(format!(
+                "{} hard links (a log has one)",
+                meta.nlink()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Ok(Checked::Ignored(format!(
+                "writable by group or others (mode {:04o}): anyone could have written it",
+                meta.mode() & 0o7777
+            )));
+        }
+        if !trust.owner_ok(meta.uid()) {
+            return Ok(Checked::Untrusted(meta.uid()));
+        }
+    }
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok(Checked::Read(bytes))
 }
 
 /// The pid in a file name `shmguard.PID.jsonl` (or `NAME.PID`).

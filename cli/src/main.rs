@@ -259,8 +259,15 @@ struct CleanCmd {
 
 fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
     let dir = cmd.log_dir;
-    let logs = logs::read(&dir)
-        .map_err(|e| Failure::new(1, format!("cannot read the logs in {}: {e}", dir.display())))?;
+    let logs = logs::read(&dir).map_err(|e| {
+        Failure::new(
+            1,
+            format!(
+                "cannot read the logs in {}: {e}",
+                logs::printable(&dir.display().to_string())
+            ),
+        )
+    })?;
     let rows = kernel::segments().unwrap_or_default();
     let clock = Clock::read();
     let report = report::analyze(
@@ -277,7 +284,7 @@ fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
         if logs.processes.is_empty() {
             println!(
                 "no logs in {} (no process made a shm call, or the logs went elsewhere)",
-                dir.display()
+                logs::printable(&dir.display().to_string())
             );
         } else {
             print!("{}", report::render_table(&report));
@@ -311,7 +318,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(f) => {
-            eprintln!("shmguard: {}", f.message);
+            eprintln!("shmguard: {}", logs::printable(&f.message));
             ExitCode::from(f.code.clamp(1, 255) as u8)
         }
     }

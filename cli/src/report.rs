@@ -564,9 +564,16 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 fn with_command(pid: u32, command: Option<&str>) -> String {
     match command {
-        Some(c) if !c.is_empty() => format!("pid {pid} ({})", shorten(c, 60)),
+        Some(c) if !c.is_empty() => format!("pid {pid} ({})", shorten(&esc(c), 60)),
         _ => format!("pid {pid}"),
     }
+}
+
+/// A field for a line of text output: see [`logs::printable`]. Every
+/// string of the report goes through it, ours (which it leaves as they
+/// are) and those read from logs, /proc or the kernel alike.
+fn esc(text: &str) -> String {
+    logs::printable(text)
 }
 
 /// `text` cut to `max` characters, with an ellipsis.
@@ -588,11 +595,11 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
             out,
             "{prefix}leak: segment shmid={} key={} size={} mode={} created by {}: {}{}",
             s.shmid,
-            s.key,
+            esc(&s.key),
             s.size,
-            s.mode,
+            esc(&s.mode),
             with_command(s.cpid, s.command.as_deref()),
-            s.why,
+            esc(&s.why),
             if s.in_kernel {
                 format!(" (remove it: ipcrm -m {})", s.shmid)
             } else {
@@ -605,7 +612,7 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
             out,
             "{prefix}leak: attachment shmid={} addr={}{} {} in {}: attached and never detached",
             a.shmid,
-            a.addr,
+            esc(&a.addr),
             a.size.map(|s| format!(" size={s}")).unwrap_or_default(),
             if a.readonly {
                 "read-only"
@@ -620,11 +627,11 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
             out,
             "{prefix}note: segment shmid={} key={} size={} mode={} created by {}: {}",
             s.shmid,
-            s.key,
+            esc(&s.key),
             s.size,
-            s.mode,
+            esc(&s.mode),
             with_command(s.cpid, s.command.as_deref()),
-            s.why
+            esc(&s.why)
         );
     }
     if !r.failures.is_empty() {
@@ -632,8 +639,12 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
             .failures
             .iter()
             .map(|f| {
-                let calls: Vec<String> = f.calls.iter().map(|(c, n)| format!("{c} {n}")).collect();
-                format!("{} {} ({})", f.errno, f.count, calls.join(", "))
+                let calls: Vec<String> = f
+                    .calls
+                    .iter()
+                    .map(|(c, n)| format!("{} {n}", esc(c)))
+                    .collect();
+                format!("{} {} ({})", esc(&f.errno), f.count, calls.join(", "))
             })
             .collect();
         let _ = writeln!(out, "{prefix}failed calls: {}", parts.join("; "));
@@ -642,15 +653,15 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
         let _ = writeln!(
             out,
             "{prefix}finding: {} in {} by {}{}: {}",
-            f.rule,
-            f.call,
+            esc(&f.rule),
+            esc(&f.call),
             with_command(f.pid, Some(&f.command)),
             if f.refused { ", refused" } else { "" },
-            f.detail
+            esc(&f.detail)
         );
     }
     for w in &r.warnings {
-        let _ = writeln!(out, "{prefix}warning: {w}");
+        let _ = writeln!(out, "{prefix}warning: {}", esc(w));
     }
     let s = &r.summary;
     let leaks = if s.leaks == 0 {
@@ -692,11 +703,11 @@ pub fn render_table(r: &Report) -> String {
                 p.segments_removed.to_string(),
                 p.peak_attachments.to_string(),
                 match (&p.status, p.exit_event) {
-                    (Some(s), _) => s.clone(),
+                    (Some(s), _) => esc(s),
                     (None, true) => "exit".to_owned(),
                     (None, false) => "no-exit".to_owned(),
                 },
-                shorten(&p.command, 60),
+                shorten(&esc(&p.command), 60),
             ]
         })
         .collect();
