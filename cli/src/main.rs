@@ -71,7 +71,8 @@ enum Command {
 /// shmguard becomes a child subreaper, so descendants that outlive their
 /// parents (daemons, double forks) are reparented to it, and it waits until
 /// the whole tree is gone. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and
-/// SIGUSR2 sent to shmguard are passed on to the tree.
+/// SIGUSR2 sent to shmguard are passed on to the tree, once: a signal sent
+/// to the whole process group (kill -INT -PGID, Ctrl-C) is not sent again.
 ///
 /// The report names, with shmid=N: segments the tree created that are still
 /// in the kernel, unmarked, after the tree is gone; attachments a process
@@ -86,9 +87,11 @@ enum Command {
 /// output), or as one JSON object to standard output with --json; --output
 /// writes either to a file.
 ///
-/// Exit status: CMD's (128+N if signal N killed it); 1 with --fail-on-leak
-/// when the tree leaked a segment or an attachment; 125 when shmguard itself
-/// fails; 126 when CMD cannot be run; 127 when it is not found.
+/// Exit status: CMD's; if signal N killed CMD, shmguard reports, then dies
+/// of signal N itself (a shell sees 128+N); 1 with --fail-on-leak when the
+/// tree leaked a segment or an attachment; 2 for bad usage (also an unsafe
+/// --log-dir); 125 when shmguard itself fails; 126 when CMD cannot be run;
+/// 127 when it is not found.
 #[derive(Args)]
 #[command(
     verbatim_doc_comment,
@@ -101,10 +104,14 @@ enum Command {
 struct RunCmd {
     /// Write the audit logs to DIR
     ///
-    /// Created if missing; it must hold no logs (*.jsonl) yet. Default: a
-    /// fresh directory shmguard.XXXXXX (mode 0700) under $TMPDIR, kept and
-    /// named in the report. Processes of the tree that switch to another
-    /// user need a DIR that user can write.
+    /// Created if missing, like the default: mode 1733 (sticky; anyone may
+    /// add a file, no one may list, remove or replace another's) while the
+    /// tree runs, so that processes that switch user can log, then 0700.
+    /// An existing DIR must be yours, not a symbolic link, not writable by
+    /// others without the sticky bit, and hold no logs (*.jsonl) yet.
+    /// Default: a fresh directory shmguard.XXXXXX under $TMPDIR, kept and
+    /// named in the report. Logs of users the tree did not run as are
+    /// ignored and renamed *.untrusted.
     #[arg(long, value_name = "DIR", verbatim_doc_comment)]
     log_dir: Option<PathBuf>,
 
@@ -155,6 +162,9 @@ struct RunCmd {
 ///
 /// Reads every *.jsonl file of LOGDIR (or LOGDIR itself when it is a
 /// file), as written by `shmguard run` or with SHMGUARD_OPTIONS=log_path=...
+/// Only regular files with one link, writable by no one but their owner,
+/// are read; in a LOGDIR others may write, only those of its owner and
+/// root. Fields from the logs are shown escaped.
 ///
 /// Prints a table (pid, ppid, calls, failed calls, segments created and
 /// removed, peak attachments, how the log ended, command), then each leak,
@@ -195,10 +205,14 @@ struct ReportCmd {
 /// attachments, creator pid, whether the creator still lives, status, age,
 /// and the creator's command while it lives.
 ///
-/// A creator counts as alive only if its pid exists, is not a zombie, and
-/// started no later than the segment's ctime, so a reused pid is not taken
-/// for the creator. Status: dest (marked for removal), locked (SHM_LOCK),
-/// orphan (no process attached, creator gone, not marked).
+/// A creator is gone only when that is known: no process has its pid
+/// (kill(pid, 0) says ESRCH), or the process with its pid started after the
+/// segment's ctime (a reused pid), or it is a zombie. When it cannot be
+/// known (cpid 0: a creator in another PID namespace; a pid /proc hides;
+/// a /proc of another PID namespace; a kernel before 4.17) it is
+/// unknown(WHY). Status: dest (marked for removal), locked (SHM_LOCK),
+/// orphan (no process attached, creator gone, not marked), unknown (no
+/// process attached, not marked, creator unknown: never an orphan).
 ///
 /// Exit status: 0; 1 when /proc/sysvipc/shm cannot be read.
 #[derive(Args)]
@@ -214,7 +228,8 @@ struct LsCmd {
     /// Print a JSON array of objects
     ///
     /// Fields: key, shmid, owner, uid, gid, cuid, cgid, mode, size, nattch,
-    /// cpid, lpid, creator_command, creator_alive, dest, locked, ctime, age,
+    /// cpid, lpid, creator_command, creator_alive, creator (alive, gone,
+    /// unknown), creator_unknown (why, or null), dest, locked, ctime, age,
     /// orphan.
     #[arg(long, verbatim_doc_comment)]
     json: bool,
@@ -226,12 +241,13 @@ struct LsCmd {
 
 /// Remove your orphaned segments (a dry run unless --yes)
 ///
-/// An orphan has no process attached, a creator that is gone, and is not
-/// already marked for removal. Only segments whose owner uid is your
-/// effective uid are considered (root too removes only its own); a segment
-/// in use is never touched. Each one is read again just before it is
-/// removed with IPC_RMID, and kept if it changed. Without --yes, prints
-/// what it would remove.
+/// An orphan has no process attached, a creator that is provably gone (see
+/// `shmguard ls --help`), and is not already marked for removal. Only
+/// segments whose owner uid is your effective uid are considered (root too
+/// removes only its own); a segment in use, or whose creator cannot be
+/// known, is never touched. Each one is read again (IPC_STAT) just before
+/// it is removed with IPC_RMID, and kept if it changed. Without --yes,
+/// prints what it would remove.
 ///
 /// Exit status: 0; 1 when a removal failed; 2 without --orphans.
 #[derive(Args)]
@@ -245,10 +261,11 @@ struct CleanCmd {
     #[arg(long)]
     orphans: bool,
 
-    /// Only orphans older than DUR (30s, 10m, 2h, 7d)
+    /// Only orphans older than DUR (30s, 10m, 2h, 7d, 2w)
     ///
-    /// Age is the time since ctime. DUR is a number with s, m, h or d:
-    /// 30s, 10m, 2h, 7d (a bare number is seconds).
+    /// Age is the time since ctime. DUR is a number with a unit, as
+    /// humantime reads it: 30s, 10m, 2h, 7d, 2w, 1h 30m (a bare number is
+    /// seconds). Longer than 2^63-1 seconds is an error (exit 2).
     #[arg(long, value_name = "DUR", value_parser = table::parse_duration, verbatim_doc_comment)]
     older_than: Option<u64>,
 

@@ -1,7 +1,8 @@
 //! The few process-control system calls std does not offer: becoming a
 //! child subreaper, waiting for any descendant, signal masks, `kill`,
-//! System V `IPC_STAT` and `IPC_RMID`, random bytes, and two
-//! `sysconf`-style facts; and the C library's `memchr`.
+//! re-raising a signal, the signal canary, System V `IPC_STAT` and
+//! `IPC_RMID`, random bytes, and two `sysconf`-style facts; and the C
+//! library's `memchr`.
 //!
 //! This is the only module of the command with `unsafe`; every block is one
 //! libc call with plain values, pointers to locals, or a slice's pointer and
@@ -224,6 +225,177 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
         done += n as usize;
     }
     Ok(())
+}
+
+/// Dies of `signal` as the command did, so that our parent sees the same
+/// death (a shell's loop stops on Ctrl-C): no core file, the default
+/// action, the signal unblocked, then raised. Returns only if that did not
+/// end the process (a signal whose default action is not to terminate).
+pub fn die_of(signal: i32) {
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads our local; lowering a limit cannot fail
+    // harmfully (the hard limit 0 too: we are about to die).
+    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
+    // SAFETY: SIG_DFL is a valid disposition for any catchable signal;
+    // for SIGKILL and SIGSTOP signal() fails harmlessly.
+    unsafe { libc::signal(signal, libc::SIG_DFL) };
+    let set = SignalSet::new(&[signal]);
+    // SAFETY: a valid set; the old mask is not wanted.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set.0, std::ptr::null_mut()) };
+    // SAFETY: raise takes an integer; the signal goes to this thread,
+    // which has it unblocked now, so it is delivered before raise returns.
+    unsafe { libc::raise(signal) };
+}
+
+/// A process that shares our process group (and session and cgroup) but
+/// is not our child, blocks the signals `run` passes on, and tells which of
+/// them are pending in it: a signal that reached `run` and the canary alike
+/// was sent to the whole group (`kill -INT -PGID`, a terminal's Ctrl-C),
+/// or to every process (a cgroup's kill), so the command got it too.
+pub struct Canary {
+    /// We write a byte: "which are pending?"
+    request: std::fs::File,
+    /// It answers with a 64-bit mask (bit N: signal N), after taking them.
+    reply: std::fs::File,
+}
+
+impl Canary {
+    /// Starts the canary: call it while this process has one thread, with
+    /// `watched` blocked (the canary inherits the mask), and before
+    /// becoming a child subreaper (the canary is a grandchild whose parent
+    /// exits at once, so it is reparented away from us and never waited
+    /// for by `run`). It exits when `run` does (end of file on `request`).
+    pub fn start(watched: &[i32; 6]) -> io::Result<Self> {
+        use std::os::fd::FromRawFd;
+        let (req_read, req_write) = pipe()?;
+        let (rep_read, rep_write) = match pipe() {
+            Ok(p) => p,
+            Err(e) => {
+                close_all(&[req_read, req_write]);
+                return Err(e);
+            }
+        };
+        let watched = *watched;
+        // SAFETY: we are single-threaded here (the caller's promise); the
+        // child only makes async-signal-safe calls (fork, close, _exit,
+        // and in the grandchild read, write, sigpending, sigtimedwait).
+        let child = unsafe { libc::fork() };
+        if child == -1 {
+            let e = io::Error::last_os_error();
+            close_all(&[req_read, req_write, rep_read, rep_write]);
+            return Err(e);
+        }
+        if child == 0 {
+            // SAFETY: as above.
+            unsafe {
+                if libc::fork() == 0 {
+                    canary_main(req_read, rep_write, &watched);
+                }
+                libc::_exit(0);
+            }
+        }
+        // Reap the intermediate child; the canary is now someone else's.
+        let _ = reap(child as u32);
+        close_all(&[req_read, rep_write]);
+        // SAFETY: both descriptors are ours, open, and owned by nothing else.
+        let (request, reply) = unsafe {
+            (
+                std::fs::File::from_raw_fd(req_write),
+                std::fs::File::from_raw_fd(rep_read),
+            )
+        };
+        Ok(Self { request, reply })
+    }
+
+    /// The watched signals pending in the canary (bit N: signal N), which
+    /// it then takes; `None` when it does not answer within half a second.
+    pub fn pending(&self) -> Option<u64> {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        (&self.request).write_all(&[1]).ok()?;
+        let mut fd = libc::pollfd {
+            fd: self.reply.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, ours.
+        let ready = unsafe { libc::poll(&mut fd, 1, 500) };
+        if ready != 1 {
+            return None;
+        }
+        let mut mask = [0u8; 8];
+        (&self.reply).read_exact(&mut mask).ok()?;
+        Some(u64::from_ne_bytes(mask))
+    }
+}
+
+/// A pipe, both ends close-on-exec.
+fn pipe() -> io::Result<(i32, i32)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into our array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((fds[0], fds[1]))
+}
+
+fn close_all(fds: &[i32]) {
+    for &fd in fds {
+        // SAFETY: closing descriptors this module opened and owns.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// The canary's life, in a forked process of a threaded program: only
+/// async-signal-safe calls, no allocation, never returns.
+///
+/// # Safety
+/// Call only in the grandchild made by [`Canary::start`].
+unsafe fn canary_main(request: i32, reply: i32, watched: &[i32; 6]) -> ! {
+    // SAFETY (whole body): plain system calls on our own descriptors and
+    // locals; _exit ends the process without running anything of Rust's.
+    unsafe {
+        // Keep nothing of the caller's open (a pipe someone reads to end
+        // of file, a terminal): only our two pipe ends.
+        for fd in 0..1024 {
+            if fd != request && fd != reply {
+                libc::close(fd);
+            }
+        }
+        loop {
+            let mut byte = 0u8;
+            let n = libc::read(request, (&raw mut byte).cast(), 1);
+            if n == 0 || (n < 0 && *libc::__errno_location() != libc::EINTR) {
+                libc::_exit(0);
+            }
+            if n < 0 {
+                continue;
+            }
+            let mut pending: libc::sigset_t = std::mem::zeroed();
+            libc::sigpending(&mut pending);
+            let mut mask = 0u64;
+            for &s in watched {
+                if libc::sigismember(&pending, s) == 1 {
+                    mask |= 1 << s;
+                    let mut one: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut one);
+                    libc::sigaddset(&mut one, s);
+                    let zero = libc::timespec {
+                        tv_sec: 0,
+                        tv_nsec: 0,
+                    };
+                    libc::sigtimedwait(&one, std::ptr::null_mut(), &zero);
+                }
+            }
+            let bytes = mask.to_ne_bytes();
+            if libc::write(reply, bytes.as_ptr().cast(), bytes.len()) != bytes.len() as isize {
+                libc::_exit(0);
+            }
+        }
+    }
 }
 
 /// The real user id.

@@ -2,7 +2,7 @@
 //! whole process tree, waits for every descendant, and reports.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Write};
@@ -11,7 +11,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::Failure;
 use crate::kernel::{self, Clock};
@@ -97,27 +96,59 @@ pub fn find_library(flag: Option<&Path>) -> Result<PathBuf, Failure> {
     ))
 }
 
-/// A fresh directory `shmguard.XXXXXX` (mode 0700) under `base`, as
-/// `mkdtemp(3)` makes.
+/// The mode of a log directory that `run` makes, while the tree runs:
+/// everyone may create files (processes of the tree that switch to another
+/// user must be able to log), no one may list it, and the sticky bit keeps
+/// each file to its owner (no one else may remove, rename or replace it).
+/// The library creates its files exclusively (`O_CREAT|O_EXCL|O_NOFOLLOW`,
+/// mode 0600).
+const OPEN_MODE: u32 = 0o1733;
+/// The mode `run` leaves its log directory in once the tree is gone.
+const SEALED_MODE: u32 = 0o700;
+
+/// Makes directory `path` (exclusively: it must not exist, a symbolic link
+/// included) for the tree's logs, mode [`OPEN_MODE`], and checks that what
+/// was made is ours.
+fn make_log_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::DirBuilder::new().mode(0o700).create(path)?;
+    let dir = open_dir(path)?;
+    dir.set_permissions(fs::Permissions::from_mode(OPEN_MODE))?;
+    Ok(())
+}
+
+/// Opens a directory without following a symbolic link, and checks that
+/// we own it.
+fn open_dir(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let dir = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)?;
+    if dir.metadata()?.uid() != os::euid() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "it is not ours (replaced by another user?)",
+        ));
+    }
+    Ok(dir)
+}
+
+/// A fresh directory `shmguard.XXXXXX` under `base`, as `mkdtemp(3)` makes
+/// (the name drawn from the kernel's random numbers), mode [`OPEN_MODE`].
 fn make_temp_dir(base: &Path) -> io::Result<PathBuf> {
-    let mut seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-        ^ (u64::from(std::process::id()) << 32);
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     for _ in 0..100 {
+        let mut random = [0u8; 6];
+        os::random_bytes(&mut random)?;
         let mut name = String::from("shmguard.");
-        for _ in 0..6 {
-            // xorshift: unpredictable enough for a name; create_dir's
-            // EEXIST makes collisions harmless.
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            name.push(CHARS[(seed % CHARS.len() as u64) as usize] as char);
-        }
+        name.extend(
+            random
+                .iter()
+                .map(|&b| CHARS[usize::from(b) % CHARS.len()] as char),
+        );
         let path = base.join(name);
-        match fs::DirBuilder::new().mode(0o700).create(&path) {
+        match make_log_dir(&path) {
             Ok(()) => return Ok(path),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
@@ -129,64 +160,203 @@ fn make_temp_dir(base: &Path) -> io::Result<PathBuf> {
     ))
 }
 
-/// The log directory: `--log-dir` (created if missing; it must hold no
-/// logs yet), or a fresh one under `$TMPDIR`. Returns it and whether we
-/// made it as a temporary directory.
-fn prepare_log_dir(flag: Option<&Path>) -> Result<(PathBuf, bool), Failure> {
+/// Why a directory is no safe place for logs, if it is not: a symbolic
+/// link, another user's, or writable by group or others without the
+/// sticky bit (someone else could remove or replace the tree's files).
+fn unsafe_dir(meta: &fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if meta.file_type().is_symlink() {
+        return Some("is a symbolic link".to_owned());
+    }
+    if !meta.is_dir() {
+        return Some("is not a directory".to_owned());
+    }
+    if meta.uid() != os::euid() {
+        return Some(format!(
+            "is owned by uid {}, not by you (uid {}): its owner could remove or replace the logs",
+            meta.uid(),
+            os::euid()
+        ));
+    }
+    sticky_problem(meta)
+}
+
+/// Whether group or others may write `meta`'s directory without the
+/// sticky bit.
+fn sticky_problem(meta: &fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    (meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0).then(|| {
+        format!(
+            "is writable by group or others without the sticky bit (mode {:04o}): \
+             anyone could remove or replace the logs",
+            meta.mode() & 0o7777
+        )
+    })
+}
+
+/// Refuses a log directory one of whose ancestors others may write without
+/// the sticky bit: they could move the directory away and put another in
+/// its place.
+fn check_ancestors(dir: &Path) -> Result<(), Failure> {
+    for a in dir.ancestors().skip(1) {
+        if let Ok(meta) = fs::metadata(a) {
+            if let Some(why) = sticky_problem(&meta) {
+                return Err(Failure::new(
+                    2,
+                    format!(
+                        "cannot use the log directory {}: its parent {} {why}",
+                        dir.display(),
+                        a.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The log directory of a run.
+struct LogDir {
+    path: PathBuf,
+    /// Made under `$TMPDIR` (removed again if the command cannot start).
+    temp: bool,
+    /// Made by this run, mode [`OPEN_MODE`]: sealed once the tree is gone.
+    made: bool,
+}
+
+/// The log directory: `--log-dir` (made if missing; an existing one must
+/// be ours, not a symbolic link, not writable by others without the sticky
+/// bit, and hold no logs yet), or a fresh one under `$TMPDIR`.
+fn prepare_log_dir(flag: Option<&Path>) -> Result<LogDir, Failure> {
     let fail = |what: String| Failure::new(125, what);
-    let (dir, temp) = match flag {
-        Some(dir) => {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .create(dir)
-                .map_err(|e| {
+    let refuse = |dir: &Path, why: String| {
+        Failure::new(
+            2,
+            format!("refusing the log directory {}: it {why}", dir.display()),
+        )
+    };
+    let dir = match flag {
+        Some(dir) => match fs::symlink_metadata(dir) {
+            Ok(meta) => {
+                if let Some(why) = unsafe_dir(&meta) {
+                    return Err(refuse(dir, why));
+                }
+                let dir = fs::canonicalize(dir).map_err(|e| {
+                    fail(format!(
+                        "cannot use the log directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+                check_ancestors(&dir)?;
+                let old = fs::read_dir(&dir)
+                    .map_err(|e| {
+                        fail(format!(
+                            "cannot read the log directory {}: {e}",
+                            dir.display()
+                        ))
+                    })?
+                    .filter_map(Result::ok)
+                    .any(|e| e.path().extension().is_some_and(|x| x == "jsonl"));
+                if old {
+                    return Err(fail(format!(
+                        "the log directory {} already holds logs (*.jsonl): they would mix with this run's; \
+                         give an empty or new directory",
+                        dir.display()
+                    )));
+                }
+                LogDir {
+                    path: dir,
+                    temp: false,
+                    made: false,
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let cannot = |e: io::Error| {
                     fail(format!(
                         "cannot create the log directory {}: {e}",
                         dir.display()
                     ))
-                })?;
-            let dir = fs::canonicalize(dir).map_err(|e| {
-                fail(format!(
-                    "cannot use the log directory {}: {e}",
-                    dir.display()
-                ))
-            })?;
-            let old = fs::read_dir(&dir)
-                .map_err(|e| {
-                    fail(format!(
-                        "cannot read the log directory {}: {e}",
-                        dir.display()
-                    ))
-                })?
-                .filter_map(Result::ok)
-                .any(|e| e.path().extension().is_some_and(|x| x == "jsonl"));
-            if old {
+                };
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .create(parent)
+                        .map_err(cannot)?;
+                    let parent = fs::canonicalize(parent).map_err(cannot)?;
+                    check_ancestors(&parent.join("x"))?;
+                }
+                make_log_dir(dir).map_err(cannot)?;
+                LogDir {
+                    path: fs::canonicalize(dir).map_err(cannot)?,
+                    temp: false,
+                    made: true,
+                }
+            }
+            Err(e) => {
                 return Err(fail(format!(
-                    "the log directory {} already holds logs (*.jsonl): they would mix with this run's; \
-                     give an empty or new directory",
+                    "cannot use the log directory {}: {e}",
                     dir.display()
                 )));
             }
-            (dir, false)
-        }
+        },
         None => {
             let base = std::env::temp_dir();
+            let base = fs::canonicalize(&base).unwrap_or(base);
+            check_ancestors(&base.join("x"))?;
             let dir = make_temp_dir(&base).map_err(|e| {
                 fail(format!(
                     "cannot create a log directory under {}: {e}",
                     base.display()
                 ))
             })?;
-            (fs::canonicalize(&dir).unwrap_or(dir), true)
+            LogDir {
+                path: dir,
+                temp: true,
+                made: true,
+            }
         }
     };
-    if dir.to_string_lossy().contains(':') {
+    if dir.path.to_string_lossy().contains(':') {
+        if dir.made {
+            let _ = fs::remove_dir(&dir.path);
+        }
         return Err(fail(format!(
             "the log directory {} contains ':', which SHMGUARD_OPTIONS cannot carry; choose another",
-            dir.display()
+            dir.path.display()
         )));
     }
-    Ok((dir, temp))
+    Ok(dir)
+}
+
+/// Once the tree is gone: moves the files that [`logs::read_trusting`]
+/// did not trust out of the way (`NAME.untrusted`, so that a later
+/// `shmguard report` does not read them either), then, for a directory
+/// this run made, takes back everyone's right to create files in it
+/// (mode [`SEALED_MODE`]): from then on it holds only what the tree wrote.
+fn seal_log_dir(dir: &LogDir, untrusted: &[PathBuf], warnings: &mut Vec<String>) {
+    use std::os::unix::fs::PermissionsExt;
+    for file in untrusted {
+        let mut aside = file.clone().into_os_string();
+        aside.push(".untrusted");
+        match fs::rename(file, &aside) {
+            Ok(()) => warnings.push(format!(
+                "{}: moved aside to {} (not this tree's)",
+                file.display(),
+                Path::new(&aside).display()
+            )),
+            Err(e) => warnings.push(format!("{}: cannot move it aside: {e}", file.display())),
+        }
+    }
+    if dir.made {
+        let sealed = open_dir(&dir.path)
+            .and_then(|d| d.set_permissions(fs::Permissions::from_mode(SEALED_MODE)));
+        if let Err(e) = sealed {
+            warnings.push(format!(
+                "cannot make the log directory {} private again: {e}",
+                dir.path.display()
+            ));
+        }
+    }
 }
 
 /// Refuses `--options` that set `log_path`: `run` owns it.
@@ -261,7 +431,9 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     check_options(args.options.as_deref())?;
     let lib = find_library(args.lib.as_deref())?;
     let preload = preload_for_tree(&lib)?;
-    let (log_dir, temp_dir) = prepare_log_dir(args.log_dir.as_deref())?;
+    let dir = prepare_log_dir(args.log_dir.as_deref())?;
+    let log_dir = dir.path.clone();
+    let temp_dir = dir.temp;
     let options = options_for_tree(&log_dir, args.options.as_deref())?;
     let mut warnings = Vec::new();
 
@@ -277,6 +449,22 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     signals
         .block()
         .map_err(|e| Failure::new(125, format!("cannot block signals: {e}")))?;
+    // Still one thread, not yet a subreaper: the canary's moment.
+    let canary = if std::process::id() == 1 {
+        // As a namespace's init we would inherit the canary ourselves.
+        None
+    } else {
+        match os::Canary::start(&FORWARDED) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot start the signal canary ({e}): a signal sent to the whole process \
+                     group may reach the command twice"
+                ));
+                None
+            }
+        }
+    };
     if let Err(e) = os::become_subreaper() {
         warnings.push(format!(
             "cannot become a child subreaper ({e}): descendants that outlive their parents are not waited for"
@@ -321,16 +509,22 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     }));
     {
         let state = Arc::clone(&state);
-        std::thread::spawn(move || forward_signals(signals, &state));
+        std::thread::spawn(move || forward_signals(signals, &state, canary.as_ref()));
     }
 
     let mut reaped: BTreeMap<u32, Reaped> = BTreeMap::new();
     let mut cmd_status = None;
+    // The users the tree ran as, as far as run sees: its own, and those
+    // of every process it reaps (a server started as root that switches
+    // to its own user).
+    let mut tree_uids: BTreeSet<u32> = [os::uid(), os::euid()].into();
     loop {
         match os::wait_any_exited() {
             Ok(Some(pid)) => {
-                // The zombie still has its /proc entry: keep its name.
+                // The zombie still has its /proc entry: keep its name, and
+                // the users it ran as.
                 let comm = kernel::comm(pid);
+                tree_uids.extend(kernel::uids(pid));
                 // Reap under the lock, so the forwarder never signals a pid
                 // that has been reaped (and could be reused).
                 let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -368,13 +562,14 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         ipc_ns: kernel::ipc_namespace(),
         uids: [os::uid(), os::euid()].into(),
     };
-    let mut logs = logs::read(&log_dir).unwrap_or_else(|e| {
+    let mut logs = logs::read_trusting(&log_dir, &tree_uids).unwrap_or_else(|e| {
         warnings.push(format!(
             "cannot read the logs in {}: {e}",
             log_dir.display()
         ));
         logs::LogSet::default()
     });
+    seal_log_dir(&dir, &logs.untrusted, &mut warnings);
     logs.warnings.splice(0..0, warnings);
     let clock = Clock::read();
     let mut report = report::analyze(
@@ -391,7 +586,9 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         (None, Some(sig)) => 128 + sig,
         _ => 1,
     };
-    let exit_status = if args.fail_on_leak && report.leaked() {
+    // A command killed by a signal: run dies of it too, after the report
+    // (what the shell then sees is 128+N).
+    let exit_status = if exit.signal().is_none() && args.fail_on_leak && report.leaked() {
         1
     } else {
         cmd_exit
@@ -424,6 +621,13 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     if let Err(e) = written {
         return Err(Failure::new(125, format!("cannot write the report: {e}")));
     }
+    if let Some(signal) = exit.signal() {
+        // As `env`, `time` and `timeout --foreground` do: our parent sees
+        // the command's death (a shell's loop stops on Ctrl-C).
+        let _ = io::stdout().flush();
+        let _ = io::stderr().flush();
+        os::die_of(signal);
+    }
     Ok(exit_status)
 }
 
@@ -433,13 +637,13 @@ fn render_text(r: &report::Report, fail_on_leak: bool) -> String {
     if let Some(run) = &r.run {
         out.push_str(&format!(
             "{prefix}{}: {}\n",
-            report::shorten(&run.command.join(" "), 200),
+            report::shorten(&logs::printable(&run.command.join(" ")), 200),
             run.status
         ));
     }
+    let dir = logs::printable(&r.log_dir);
     out.push_str(&format!(
-        "{prefix}logs in {} (shmguard report {} shows each process)\n",
-        r.log_dir, r.log_dir
+        "{prefix}logs in {dir} (shmguard report {dir} shows each process)\n"
     ));
     out.push_str(&report::render_body(r, prefix));
     if fail_on_leak && r.leaked() {
@@ -451,13 +655,18 @@ fn render_text(r: &report::Report, fail_on_leak: bool) -> String {
 }
 
 /// Passes signals sent to shmguard on to the tree: to every child of ours
-/// (the command while it runs, and descendants reparented to us). A signal
-/// from the terminal (`SI_KERNEL`) already reached every process of our
-/// process group, so those are not sent it twice.
-fn forward_signals(signals: SignalSet, state: &Mutex<State>) {
+/// (the command while it runs, and descendants reparented to us), once. A
+/// signal that was sent to our whole process group (`kill -INT -PGID`, as
+/// `timeout` and service managers do; a terminal's Ctrl-C) or to every
+/// process reached the children of our process group already: they are
+/// not sent it again. The canary, in our process group but not our child,
+/// tells: it has the signal pending too. Without a canary, only a signal
+/// from the terminal (`SI_KERNEL`) is known to be the group's.
+fn forward_signals(signals: SignalSet, state: &Mutex<State>, canary: Option<&os::Canary>) {
     let me = std::process::id();
     let our_group = os::pgrp();
     while let Ok((signal, from_terminal)) = signals.wait() {
+        let group_wide = from_terminal || canary.is_some_and(|c| sent_to_group(c, signal));
         let guard = state.lock().unwrap_or_else(|e| e.into_inner());
         // Children cannot be reaped while we hold the lock, so every pid
         // here stays ours until we are done. The command first (no /proc
@@ -473,12 +682,31 @@ fn forward_signals(signals: SignalSet, state: &Mutex<State>) {
         );
         for pid in targets {
             let same_group = kernel::proc_stat(pid).is_some_and(|s| s.pgrp == our_group);
-            if from_terminal && same_group {
+            if group_wide && same_group {
                 continue;
             }
             let _ = os::kill(pid, signal);
         }
     }
+}
+
+/// Whether `signal`, which reached us, reached the canary too. A kill of a
+/// process group makes the signal pending in every member within the one
+/// system call, but we may be woken before the kernel reaches the canary:
+/// ask twice, 20 ms apart, before deciding it was sent to us alone.
+fn sent_to_group(canary: &os::Canary, signal: i32) -> bool {
+    let bit = 1u64 << signal;
+    for attempt in 0..2 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        match canary.pending() {
+            Some(mask) if mask & bit != 0 => return true,
+            Some(_) => {}
+            None => return false,
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -498,15 +726,15 @@ mod tests {
     }
 
     #[test]
-    fn temp_dirs_are_fresh_and_private() {
+    fn temp_dirs_are_fresh_and_sticky() {
         use std::os::unix::fs::PermissionsExt;
         let base = std::env::temp_dir();
         let a = make_temp_dir(&base).unwrap();
         let b = make_temp_dir(&base).unwrap();
         assert_ne!(a, b);
-        let mode = fs::metadata(&a).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(&a).unwrap().permissions().mode() & 0o7777;
         fs::remove_dir(&a).unwrap();
         fs::remove_dir(&b).unwrap();
-        assert_eq!(mode, 0o700);
+        assert_eq!(mode, OPEN_MODE);
     }
 }

@@ -104,6 +104,30 @@ fn report_escapes_every_field_of_a_forged_log() {
 }
 
 #[test]
+fn run_escapes_the_command_line() {
+    let dir = Dir::new("escape-run");
+    let out = Command::new(shmguard())
+        .args(["run", "--lib"])
+        .arg(library())
+        .args([
+            "--log-dir",
+            s(&dir.path().join("logs")),
+            "--",
+            "sh",
+            "-c",
+            "exit 0",
+        ])
+        .arg(FORGED)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8(out.stderr.clone()).expect("UTF-8 output");
+    assert_clean_text(&text, "run", 1);
+    assert!(text.contains(r"\u{1b}[2J"), "{text}");
+}
+
+#[test]
 fn ls_and_clean_escape_command_names() {
     let _serial = serial();
     let mut segs = Segments::default();
