@@ -209,9 +209,12 @@ check "initdb's report shows no leak" \
     test "$(jq '.summary.leaks' "$T/initdb-report.json" 2>/dev/null)" = 0 -- "$T/initdb-report.json"
 configure "$T/data"
 
-# ---- 3. The server under shmguard run, in the foreground, audited.
-"${AS_PG[@]}" "$SHMGUARD" run --lib "$LIB" --log-dir "$T/logs" --fail-on-leak --json \
-    --output "$T/report.json" -- "$PGBIN/postgres" -D "$T/data" >"$T/data.server.log" 2>&1 &
+# ---- 3. The server under shmguard run, in the foreground, audited. run
+# is started by root and the server switches to user postgres (setpriv),
+# as an init script does: the server's processes must still be able to
+# log into the directory run made (sticky, mode 1733 while the tree runs).
+"$SHMGUARD" run --lib "$LIB" --log-dir "$T/logs" --fail-on-leak --json \
+    --output "$T/report.json" -- "${AS_PG[@]}" "$PGBIN/postgres" -D "$T/data" >"$T/data.server.log" 2>&1 &
 SERVER_PID=$!
 check "postgres starts under shmguard" wait_ready -- "$T/data.server.log"
 check "workload under shmguard" workload data -- "$T/data.init.log" "$T/data.bench.log" "$T/data.timed.log" "$T/data.server.log"
@@ -248,6 +251,10 @@ for what in \
     n=$(count_calls "$filter")
     check "the logs hold $name ($n)" test "$n" -gt 0
 done
+check "the log directory is private again after the run" test "$(stat -c %a "$T/logs")" = 700
+check "the server's logs are postgres's (it switched user under root's run)" \
+    test -n "$(find "$T/logs" -name '*.jsonl' -user "$USER_PG" -print -quit)"
+check "no log was set aside as untrusted" test -z "$(find "$T/logs" -name '*.untrusted' -print -quit)" -- "$T/report.json"
 logged=$(jq '.summary.processes_logged' "$T/report.json" 2>/dev/null || echo 0)
 check "several processes logged (postmaster, backends, workers: $logged)" test "${logged:-0}" -ge 3
 # Every segment the server created was removed: none of postgres's is new.
