@@ -676,7 +676,10 @@ scenario_seccomp(void)
             BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
             BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOENT & SECCOMP_RET_DATA)),
         };
-        struct sock_fprog prog = {(unsigned short)(sizeof filter / sizeof filter[0]), filter};
+        struct sock_fprog prog;
+        memset(&prog, 0, sizeof prog);
+        prog.len = (unsigned short)(sizeof filter / sizeof filter[0]);
+        prog.filter = filter;
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
             prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
             _exit(77);
