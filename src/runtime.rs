@@ -2,8 +2,11 @@
 //! per-thread re-entry flag and last error, fork handlers, and stderr lines.
 //!
 //! Initialisation runs from the library's constructor and, lazily, from the
-//! first call, whichever comes first: another library's constructor may call
-//! `shmget` before ours has run.
+//! first call, whichever comes first: another library's constructor, or the
+//! program's `.preinit_array` (before libc sets `environ`), may call
+//! `shmget` before ours has run. It never blocks a thread that the thread
+//! running it might never let go (a forked child, a signal handler), and in
+//! a privileged process (`AT_SECURE`) it reads nothing from the environment.
 #![forbid(unsafe_code)]
 
 use core::cell::{Cell, RefCell};
