@@ -9,7 +9,11 @@
  *                   without SHMGUARD_OPTIONS, no such line. Preloaded, ld.so
  *                   does not load libshmguard into such a program at all
  *                   (LD_PRELOAD with a slash): nothing printed, nothing
- *                   applied. Needs root, a user nobody and setcap.
+ *                   applied; then the same libraries are preloaded through
+ *                   /etc/ld.so.preload (which ld.so honours for privileged
+ *                   programs too; a private /etc, bind-mounted in a mount
+ *                   namespace of the child's own), as in the linked mode.
+ *                   Needs root, a user nobody and setcap.
  *   preinit         the process's first shm call comes from this program's
  *                   .preinit_array, before libc set environ; run with
  *                   policy=strict, the call is refused (the options were
@@ -260,7 +264,7 @@ scenario_secure_child(void)
  * what it printed and did. */
 static void
 run_secure(const char *what, const char *copy, const char *opts, const char *root_only,
-           const char *dir)
+           const char *dir, const char *etc)
 {
     struct passwd *pw = getpwnam("nobody");
     char out[4096], err[4096];
@@ -275,7 +279,7 @@ run_secure(const char *what, const char *copy, const char *opts, const char *roo
         envp[n++] = opt_env;
     }
     for (char **e = environ; *e != NULL && n < 6; e++)
-        if (strncmp(*e, "LD_PRELOAD=", 11) == 0 || strncmp(*e, "PATH=", 5) == 0)
+        if ((etc == NULL && strncmp(*e, "LD_PRELOAD=", 11) == 0) || strncmp(*e, "PATH=", 5) == 0)
             envp[n++] = *e;
     envp[n] = NULL;
     pid_t pid = ck_fork();
@@ -284,6 +288,12 @@ run_secure(const char *what, const char *copy, const char *opts, const char *roo
         int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
             _exit(98);
+        /* ETC: this process's own /etc, whose ld.so.preload names the
+         * libraries of LD_PRELOAD (a private mount namespace) */
+        if (etc != NULL && (unshare(CLONE_NEWNS) != 0 ||
+                            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+                            mount(etc, "/etc", NULL, MS_BIND, NULL) != 0))
+            _exit(96);
         if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
             _exit(97);
         char *argv[] = {"x_priv", "secure_child", NULL};
@@ -302,7 +312,7 @@ run_secure(const char *what, const char *copy, const char *opts, const char *roo
     if (id >= 0)
         raw_shmctl((int)id, IPC_RMID, NULL);
     long loaded = field_long(o, "loaded"), secure = field_long(o, "secure");
-    int want_loaded = ck_expect_shmguard() && getenv("LD_PRELOAD") == NULL;
+    int want_loaded = ck_expect_shmguard() && (getenv("LD_PRELOAD") == NULL || etc != NULL);
     if (code != 0)
         FAIL("%s: status %d, expected 0 (exitcode= must not apply)\nstdout:\n%s\nstderr:\n%s", what,
              code, o, e);
@@ -340,6 +350,34 @@ run_secure(const char *what, const char *copy, const char *opts, const char *roo
     unlink(err);
 }
 
+/* DIR/etc: ld.so.cache (a copy) and an ld.so.preload naming the
+ * libraries of LD_PRELOAD, one per line; its path in OUT. */
+static int
+preload_etc(char *out, size_t len, const char *dir)
+{
+    snprintf(out, len, "%s/etc", dir);
+    char cache[4300], preload[4300];
+    snprintf(cache, sizeof cache, "%s/ld.so.cache", out);
+    snprintf(preload, sizeof preload, "%s/ld.so.preload", out);
+    if (mkdir(out, 0755) != 0 || !copy_file("/etc/ld.so.cache", cache) || chmod(cache, 0644) != 0) {
+        FAIL("cannot make %s: %s", out, ck_errname(errno));
+        return 0;
+    }
+    FILE *f = fopen(preload, "w");
+    if (f == NULL) {
+        FAIL("cannot write %s: %s", preload, ck_errname(errno));
+        return 0;
+    }
+    char list[4096];
+    snprintf(list, sizeof list, "%s", getenv("LD_PRELOAD"));
+    for (char *save = NULL, *lib = strtok_r(list, ": ", &save); lib != NULL;
+         lib = strtok_r(NULL, ": ", &save))
+        fprintf(f, "%s\n", lib);
+    fclose(f);
+    chmod(preload, 0644);
+    return 1;
+}
+
 /* The privileged copies, removed at exit and on a fatal signal too (never
  * leave a set-user-ID-root program behind). */
 static char copy[4200], capcopy[4200];
@@ -365,7 +403,7 @@ scenario_secure(void)
         FAIL("no directory on a file system without nosuid (/tmp, /var/tmp, the build dir)");
         return ck_finish();
     }
-    char root_only[4200], opts[4400];
+    char root_only[4200], opts[4400], etc[4200] = "";
     snprintf(root_only, sizeof root_only, "%s/root-only", dir);
     snprintf(copy, sizeof copy, "%s/x_priv.setuid", dir);
     snprintf(capcopy, sizeof capcopy, "%s/x_priv.filecap", dir);
@@ -384,13 +422,27 @@ scenario_secure(void)
         if (rc != 0) {
             FAIL("setcap cap_dac_override+ep failed (status %d): install libcap2-bin", rc);
         } else {
-            run_secure("setuid", copy, opts, root_only, dir);
-            run_secure("setuid_no_options", copy, NULL, root_only, dir);
-            run_secure("filecap", capcopy, opts, root_only, dir);
+            run_secure("setuid", copy, opts, root_only, dir, NULL);
+            run_secure("setuid_no_options", copy, NULL, root_only, dir, NULL);
+            run_secure("filecap", capcopy, opts, root_only, dir, NULL);
+            /* Preloaded: ld.so ignored LD_PRELOAD above; /etc/ld.so.preload
+             * applies to privileged programs too, so preload that way. */
+            if (getenv("LD_PRELOAD") != NULL && preload_etc(etc, sizeof etc, dir)) {
+                run_secure("setuid_ld_so_preload", copy, opts, root_only, dir, etc);
+                run_secure("filecap_ld_so_preload", capcopy, opts, root_only, dir, etc);
+            }
         }
     }
     unlink(copy);
     unlink(capcopy);
+    if (etc[0] != '\0') {
+        char path[4300];
+        snprintf(path, sizeof path, "%s/ld.so.cache", etc);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/ld.so.preload", etc);
+        unlink(path);
+        rmdir(etc);
+    }
     /* whatever a failing run created there */
     DIR *d = opendir(root_only);
     if (d != NULL) {
