@@ -135,7 +135,8 @@ scenario_preinit(void)
         int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0 || dup2(fd, 2) < 0)
             _exit(98);
-        if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        if (unshare(CLONE_NEWNS) != 0 ||
+            mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
             mount("none", "/proc", "tmpfs", 0, "size=16k") != 0)
             _exit(77);
         char *argv[] = {"x_priv", "preinit_child", NULL};
@@ -291,8 +292,8 @@ run_secure(const char *what, const char *copy, const char *opts, const char *roo
         /* ETC: this process's own /etc, whose ld.so.preload names the
          * libraries of LD_PRELOAD (a private mount namespace) */
         if (etc != NULL && (unshare(CLONE_NEWNS) != 0 ||
-                            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
-                            mount(etc, "/etc", NULL, MS_BIND, NULL) != 0))
+                            mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
+                            mount(etc, "/etc", "none", MS_BIND, NULL) != 0))
             _exit(96);
         if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
             _exit(97);
