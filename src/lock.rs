@@ -174,6 +174,17 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    fn published_values_stay_readable_when_replaced() {
+        static P: Published<Vec<u32>> = Published::new();
+        assert!(P.get().is_none());
+        P.publish(vec![1, 2]);
+        let first = P.get().expect("published");
+        P.publish(vec![3]);
+        assert_eq!(first, &[1, 2]);
+        assert_eq!(P.get().expect("published"), &[3]);
+    }
+
+    #[test]
     fn counts_under_contention() {
         const ROUNDS: u64 = if cfg!(miri) { 200 } else { 20_000 };
         let lock = Arc::new(Locked::new(0u64));
