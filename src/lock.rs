@@ -8,10 +8,52 @@
 //! unlocks on unwind, and the data stays usable (fail open).
 
 use core::cell::UnsafeCell;
+use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use crate::sys;
+
+/// A value published by leaking it: readers get a `&'static` with one
+/// atomic load, never a lock, so that nobody ever waits for a thread that
+/// may not finish (a forked child, a signal handler). Publishing again
+/// leaks the earlier value, which readers may still hold: publish rarely.
+pub struct Published<T: 'static> {
+    ptr: AtomicPtr<T>,
+    /// Shared like a `&'static T`: `Sync` only when `T` is.
+    _shared: PhantomData<&'static T>,
+}
+
+impl<T: 'static> Published<T> {
+    /// Nothing published yet.
+    pub const fn new() -> Self {
+        Self {
+            ptr: AtomicPtr::new(core::ptr::null_mut()),
+            _shared: PhantomData,
+        }
+    }
+
+    /// Publishes `value` (for ever).
+    pub fn publish(&self, value: T) {
+        let leaked: &'static mut T = Box::leak(Box::new(value));
+        self.ptr.store(leaked, Ordering::Release);
+    }
+
+    /// The value last published, if any.
+    pub fn get(&self) -> Option<&'static T> {
+        let ptr = self.ptr.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer comes from `Box::leak` in `publish`
+        // (Release/Acquire orders its initialisation before this load) and
+        // is never freed or written through again.
+        unsafe { ptr.as_ref() }
+    }
+}
+
+impl<T: 'static> Default for Published<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
@@ -130,6 +172,17 @@ impl<T> Drop for Guard<'_, T> {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn published_values_stay_readable_when_replaced() {
+        static P: Published<Vec<u32>> = Published::new();
+        assert!(P.get().is_none());
+        P.publish(vec![1, 2]);
+        let first = P.get().expect("published");
+        P.publish(vec![3]);
+        assert_eq!(first, &[1, 2]);
+        assert_eq!(P.get().expect("published"), &[3]);
+    }
 
     #[test]
     fn counts_under_contention() {

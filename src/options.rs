@@ -29,18 +29,23 @@ pub struct Options {
     pub fault: Vec<FaultRule>,
 }
 
+impl Options {
+    /// The defaults, as a constant (usable without allocating or waiting).
+    pub const DEFAULT: Self = Self {
+        leak_check: true,
+        exitcode: 0,
+        log_path: None,
+        verbosity: 0,
+        policy: Policy::Audit,
+        guard_pages: false,
+        stacks: false,
+        fault: Vec::new(),
+    };
+}
+
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            leak_check: true,
-            exitcode: 0,
-            log_path: None,
-            verbosity: 0,
-            policy: Policy::Audit,
-            guard_pages: false,
-            stacks: false,
-            fault: Vec::new(),
-        }
+        Self::DEFAULT
     }
 }
 

@@ -2,27 +2,50 @@
 //! per-thread re-entry flag and last error, fork handlers, and stderr lines.
 //!
 //! Initialisation runs from the library's constructor and, lazily, from the
-//! first call, whichever comes first: another library's constructor may call
-//! `shmget` before ours has run.
+//! first call, whichever comes first: another library's constructor, or the
+//! program's `.preinit_array` (before libc sets `environ`), may call
+//! `shmget` before ours has run. It never blocks a thread that the thread
+//! running it might never let go (a forked child, a signal handler), and in
+//! a privileged process (`AT_SECURE`) it reads nothing from the environment.
 #![forbid(unsafe_code)]
 
 use core::cell::{Cell, RefCell};
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
-use std::sync::{Once, OnceLock};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{SENTENCE_CAP, Sentence};
+use crate::lock::Published;
 use crate::options::{self, Options};
 use crate::registry::REGISTRY;
 use crate::sys;
 
-static OPTIONS: OnceLock<Options> = OnceLock::new();
-/// Option warnings, printed at the first call (see [`on_load`]).
-static WARNINGS: OnceLock<Vec<String>> = OnceLock::new();
+// Start-up is an atomic state machine, never a lock: a thread that finds
+// start-up under way in a thread that cannot finish it (a forked child of
+// a process that was starting up in another thread) or in itself (a signal
+// handler that interrupted start-up) does not wait, its call goes to the
+// kernel without bookkeeping. Nothing here uses `Once` or `OnceLock`,
+// whose waiters block for ever when the thread that runs them never ends.
+
+/// `UNLOADED` -> `LOADING` (one thread: [`load`]) -> `LOADED`.
+static STATE: AtomicU8 = AtomicU8::new(UNLOADED);
+const UNLOADED: u8 = 0;
+const LOADING: u8 = 1;
+const LOADED: u8 = 2;
+/// `pid << 32 | tid` of the thread running [`load`] (0 until known).
+static LOADER: AtomicU64 = AtomicU64::new(0);
+/// A thread waited for start-up in vain: nobody waits any more.
+static STALLED: AtomicBool = AtomicBool::new(false);
+/// The options in force, set once by [`load`] (null: the defaults).
+static OPTIONS: Published<Options> = Published::new();
+/// Lines to print at the first call (see [`on_load`]), set once by [`load`].
+static WARNINGS: Published<Vec<String>> = Published::new();
+/// The warnings have been taken for printing (by exactly one thread).
+static WARNED: AtomicBool = AtomicBool::new(false);
+/// `SHMGUARD_OPTIONS` could not be read yet (a call from `.preinit_array`
+/// before libc set `environ`, with no /proc): read at the next chance.
+static REREAD: AtomicBool = AtomicBool::new(false);
 /// A call has been made: warnings are out, the exit check has work.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
-static LOADED: Once = Once::new();
-static ACTIVATED: Once = Once::new();
 static PID: AtomicU32 = AtomicU32::new(0);
 static PPID: AtomicU32 = AtomicU32::new(0);
 /// `options().verbosity`, kept apart for the hot path.
@@ -38,6 +61,8 @@ thread_local! {
     static BUSY_BEFORE_FORK: Cell<bool> = const { Cell::new(false) };
     /// This thread's id, once asked (gettid is a system call).
     static TID: Cell<u32> = const { Cell::new(0) };
+    /// This thread is running start-up (see [`on_load`]).
+    static LOADING_HERE: Cell<bool> = const { Cell::new(false) };
     /// This thread's last diagnostic, NUL-terminated, and whether it is set.
     static LAST_ERROR: RefCell<(bool, [u8; SENTENCE_CAP + 1])> =
         const { RefCell::new((false, [0; SENTENCE_CAP + 1])) };
@@ -49,33 +74,172 @@ thread_local! {
 /// the options wait for the first call, so a process that never touches
 /// shared memory (most of a `make check` tree under LD_PRELOAD, or the
 /// shmguard command itself, which links this crate) prints nothing.
-pub fn on_load() {
-    LOADED.call_once(|| {
-        PID.store(sys::getpid(), Ordering::Relaxed);
-        PPID.store(sys::getppid(), Ordering::Relaxed);
-        crate::fail_open((), || {
-            let raw = sys::getenv(c"SHMGUARD_OPTIONS").unwrap_or_default();
-            let (options, warnings) = options::parse(raw);
-            VERBOSITY.store(options.verbosity, Ordering::Relaxed);
-            STRICT.store(options.policy == options::Policy::Strict, Ordering::Relaxed);
-            if options.log_path.is_some() {
-                crate::audit::enable();
-            }
-            if options.guard_pages {
-                crate::guard::enable();
-            }
-            if options.stacks {
-                crate::stacks::enable();
-            }
-            if !options.fault.is_empty() {
-                crate::fault::arm();
-            }
-            let _ = OPTIONS.set(options);
-            let _ = WARNINGS.set(warnings);
-        });
-        sys::register_atfork(fork_prepare, fork_parent, fork_child);
-        install_panic_hook();
+///
+/// Returns whether start-up is complete; `false` when it runs elsewhere
+/// and cannot be waited for (see [`wait_for_loader`]).
+pub fn on_load() -> bool {
+    match STATE.load(Ordering::Acquire) {
+        LOADED => return loaded(),
+        LOADING => return wait_for_loader(),
+        _ => {}
+    }
+    // Set before the state changes: a signal handler that interrupts this
+    // thread's start-up must know it, even before `LOADER` says so.
+    let _ = LOADING_HERE.try_with(|l| l.set(true));
+    let won = STATE.compare_exchange(UNLOADED, LOADING, Ordering::AcqRel, Ordering::Acquire);
+    if won.is_ok() {
+        load();
+        STATE.store(LOADED, Ordering::Release);
+    }
+    let _ = LOADING_HERE.try_with(|l| l.set(false));
+    match won {
+        Ok(_) => true,
+        Err(LOADED) => loaded(),
+        Err(_) => wait_for_loader(),
+    }
+}
+
+/// Start-up is complete; the options may still wait to be read.
+fn loaded() -> bool {
+    if REREAD.load(Ordering::Acquire) {
+        reread();
+    }
+    true
+}
+
+/// Start-up proper, run by exactly one thread.
+fn load() {
+    let pid = sys::getpid();
+    LOADER.store(
+        u64::from(pid) << 32 | u64::from(sys::gettid()),
+        Ordering::Release,
+    );
+    PID.store(pid, Ordering::Relaxed);
+    PPID.store(sys::getppid(), Ordering::Relaxed);
+    crate::fail_open((), || {
+        let (options, warnings) = read_options();
+        apply(options);
+        WARNINGS.publish(warnings);
     });
+    sys::register_atfork(fork_prepare, fork_parent, fork_child);
+    install_panic_hook();
+}
+
+/// The options and the lines to print about them. In a privileged process
+/// (set-user-ID, set-group-ID, file capabilities: `AT_SECURE`) the
+/// environment belongs to whoever started it, not to the program: nothing
+/// is read from it, and one line says so when `SHMGUARD_OPTIONS` was set.
+fn read_options() -> (Options, Vec<String>) {
+    let mut raw = Vec::new();
+    let found = match sys::startup_env(c"SHMGUARD_OPTIONS", &mut raw) {
+        sys::EnvLookup::Found => true,
+        sys::EnvLookup::Absent => false,
+        sys::EnvLookup::Unavailable => {
+            REREAD.store(true, Ordering::Release);
+            false
+        }
+    };
+    if sys::secure() {
+        REREAD.store(false, Ordering::Release);
+        let mut lines = Vec::new();
+        if found {
+            lines.push(
+                "warning: SHMGUARD_OPTIONS ignored: this process is privileged \
+                 (set-user-ID, set-group-ID or file capabilities), so its environment \
+                 is not trusted; the defaults apply"
+                    .to_owned(),
+            );
+        }
+        return (Options::default(), lines);
+    }
+    let (options, warnings) = options::parse(&raw);
+    let lines = warnings
+        .into_iter()
+        .map(|w| format!("warning: SHMGUARD_OPTIONS: {w}"))
+        .collect();
+    (options, lines)
+}
+
+/// Puts `options` in force.
+fn apply(options: Options) {
+    VERBOSITY.store(options.verbosity, Ordering::Relaxed);
+    STRICT.store(options.policy == options::Policy::Strict, Ordering::Relaxed);
+    if options.log_path.is_some() {
+        crate::audit::enable();
+    }
+    if options.guard_pages {
+        crate::guard::enable();
+    }
+    if options.stacks {
+        crate::stacks::enable();
+    }
+    let arm = !options.fault.is_empty();
+    // Replaced at most once (see `reread`); the earlier value stays
+    // allocated, as a thread may still read it.
+    OPTIONS.publish(options);
+    if arm {
+        crate::fault::arm();
+    }
+}
+
+/// Start-up ran before `environ` was set and without /proc (a call from
+/// `.preinit_array`): the defaults applied until now; read the options as
+/// soon as `environ` is there (our constructor, or a later call).
+#[cold]
+fn reread() {
+    let mut raw = Vec::new();
+    if sys::startup_env(c"SHMGUARD_OPTIONS", &mut raw) == sys::EnvLookup::Unavailable {
+        return;
+    }
+    if !REREAD.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    crate::fail_open((), || {
+        let (options, warnings) = options::parse(&raw);
+        apply(options);
+        let lines: Vec<String> = warnings
+            .into_iter()
+            .map(|w| format!("warning: SHMGUARD_OPTIONS: {w}"))
+            .collect();
+        if WARNED.load(Ordering::Acquire) {
+            // The first call is past: say them now.
+            for w in &lines {
+                say(format_args!("{w}"));
+            }
+        } else {
+            WARNINGS.publish(lines);
+        }
+    });
+}
+
+/// Start-up is under way in another thread (or was interrupted in this
+/// one): waits for it only when it can finish, i.e. it runs in another
+/// thread of this same process, and at most a second. A signal handler
+/// that interrupted start-up, or a child forked while another thread was
+/// starting up, never waits.
+#[cold]
+fn wait_for_loader() -> bool {
+    if STALLED.load(Ordering::Relaxed) || LOADING_HERE.try_with(Cell::get).unwrap_or(true) {
+        return STATE.load(Ordering::Acquire) == LOADED;
+    }
+    let pid = sys::getpid();
+    let tid = sys::gettid();
+    let start = std::time::Instant::now();
+    loop {
+        if STATE.load(Ordering::Acquire) == LOADED {
+            return true;
+        }
+        let loader = LOADER.load(Ordering::Acquire);
+        let (lpid, ltid) = ((loader >> 32) as u32, loader as u32);
+        if loader != 0 && (lpid != pid || ltid == tid) {
+            return false;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(1) {
+            STALLED.store(true, Ordering::Relaxed);
+            return false;
+        }
+        std::thread::yield_now();
+    }
 }
 
 /// A panic inside an interposed call is a bug of shmguard's, which
@@ -111,30 +275,34 @@ pub fn active() -> bool {
 
 /// Makes sure the library is loaded and the option warnings printed; one
 /// atomic load once done. The first call may come from another library's
-/// constructor, before ours has run.
-pub fn ensure_init() {
-    if !ACTIVE.load(Ordering::Acquire) {
-        activate();
-    }
+/// constructor, before ours has run. Returns whether start-up is complete
+/// (`false`: it runs elsewhere and cannot be waited for; the call goes to
+/// the kernel without bookkeeping).
+pub fn ensure_init() -> bool {
+    ACTIVE.load(Ordering::Acquire) || activate()
 }
 
 #[cold]
-fn activate() {
-    on_load();
-    ACTIVATED.call_once(|| {
+fn activate() -> bool {
+    if !on_load() {
+        return false;
+    }
+    // Exactly one thread prints, and nobody waits for it: a child forked
+    // while the parent prints, or a signal handler that interrupts the
+    // printing, goes on at once (and prints nothing).
+    if !WARNED.swap(true, Ordering::AcqRel) {
         for w in WARNINGS.get().map(Vec::as_slice).unwrap_or_default() {
-            say(format_args!("warning: SHMGUARD_OPTIONS: {w}"));
+            say(format_args!("{w}"));
         }
-        ACTIVE.store(true, Ordering::Release);
-    });
+    }
+    ACTIVE.store(true, Ordering::Release);
+    true
 }
 
 /// The options in force (defaults until initialised).
 pub fn options() -> &'static Options {
-    static DEFAULT: OnceLock<Options> = OnceLock::new();
-    OPTIONS
-        .get()
-        .unwrap_or_else(|| DEFAULT.get_or_init(Options::default))
+    static DEFAULT: Options = Options::DEFAULT;
+    OPTIONS.get().unwrap_or(&DEFAULT)
 }
 
 /// The verbosity option, read on every call.
@@ -186,17 +354,21 @@ impl Drop for Entered {
 /// Enters shmguard, or `None` when this thread is already inside (a signal
 /// handler interrupted one of our calls) or is being torn down: the caller
 /// then forwards to the kernel without bookkeeping.
+///
+/// The busy flag comes first: a signal handler that interrupts start-up
+/// (or the printing of the warnings) must not run it again.
 pub fn enter() -> Option<Entered> {
-    ensure_init();
-    BUSY.try_with(|b| {
-        if b.replace(true) {
-            None
-        } else {
-            Some(Entered(()))
-        }
-    })
-    .ok()
-    .flatten()
+    let entered = BUSY
+        .try_with(|b| {
+            if b.replace(true) {
+                None
+            } else {
+                Some(Entered(()))
+            }
+        })
+        .ok()
+        .flatten()?;
+    ensure_init().then_some(entered)
 }
 
 /// Records `detail` as this thread's last error.
@@ -260,11 +432,58 @@ impl Default for Line {
     }
 }
 
+impl Line {
+    /// Appends `bytes` as far as they fit.
+    fn push(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+    }
+}
+
+/// Whether `c` is written escaped in a line: control characters (C0, DEL,
+/// C1: a newline would start a forged line, ESC a terminal sequence), the
+/// bidirectional overrides and isolates (which reorder what a terminal
+/// shows), and the backslash (so that an escape is never ambiguous).
+fn needs_escape(c: char) -> bool {
+    c.is_control() || c == '\\' || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Everything written to a line is escaped (see [`needs_escape`]): its
+/// text may hold what a caller passed (an `ftok` path), an option value or
+/// a symbol name, none of which may end the line or reach the terminal
+/// as a control sequence.
 impl fmt::Write for Line {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let n = s.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
+        let mut rest = s;
+        while let Some(at) = rest.find(needs_escape) {
+            self.push(&rest.as_bytes()[..at]);
+            let c = rest[at..].chars().next().unwrap_or_default();
+            let mut esc = Cursor([0; 12], 0);
+            let _ = match c {
+                '\n' => esc.write_str("\\n"),
+                '\t' => esc.write_str("\\t"),
+                '\r' => esc.write_str("\\r"),
+                '\\' => esc.write_str("\\\\"),
+                c if c.is_ascii() => write!(esc, "\\x{:02x}", c as u32),
+                c => write!(esc, "\\u{{{:x}}}", c as u32),
+            };
+            self.push(&esc.0[..esc.1]);
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.push(rest.as_bytes());
+        Ok(())
+    }
+}
+
+/// A `fmt::Write` into a small fixed buffer (cut when full).
+struct Cursor([u8; 12], usize);
+
+impl fmt::Write for Cursor {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.0.len() - self.1);
+        self.0[self.1..self.1 + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.1 += n;
         Ok(())
     }
 }
@@ -341,6 +560,29 @@ mod tests {
         std::thread::spawn(|| assert!(last_error_ptr().is_null()))
             .join()
             .unwrap();
+    }
+
+    fn line_of(text: &str) -> String {
+        let mut line = Line::new();
+        line.write_str(text).unwrap();
+        let bytes = line.finish().to_vec();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn control_characters_cannot_forge_a_line_or_reach_the_terminal() {
+        let prefix = format!("=={}== shmguard: ", pid());
+        let got =
+            line_of("a\n==1== shmguard: SUMMARY: no leaks\x1b[31m\r\t\\n\u{9b}2J\u{202e}x\x7f");
+        assert_eq!(
+            got,
+            format!(
+                "{prefix}a\\n==1== shmguard: SUMMARY: no leaks\\x1b[31m\\r\\t\\\\n\\u{{9b}}2J\\u{{202e}}x\\x7f\n"
+            )
+        );
+        assert_eq!(got.matches('\n').count(), 1);
+        assert!(!got.chars().any(|c| c.is_control() && c != '\n'));
+        assert_eq!(line_of("plain é ✓"), format!("{prefix}plain é ✓\n"));
     }
 
     #[test]

@@ -210,8 +210,9 @@ pub fn shm_rmid(shmid: c_int) -> Result<(), Errno> {
 
 /// A path handed to us by C code, kept as an opaque pointer.
 ///
-/// It is only ever given to the kernel, which checks it, or read back after
-/// the kernel has accepted it (see [`UserPath::prefix`]).
+/// It is only ever given to the kernel, which checks it, or copied with
+/// `process_vm_readv`, which fails instead of faulting (see
+/// [`UserPath::prefix`]): shmguard never dereferences it.
 #[derive(Clone, Copy)]
 pub struct UserPath(*const c_char);
 
@@ -239,29 +240,60 @@ impl UserPath {
         }
     }
 
-    /// Copies at most `buf.len()` bytes of the path, stopping at its NUL.
+    /// Copies at most `buf.len()` (and `PATH_MAX`) bytes of the path,
+    /// stopping at its NUL; empty for NULL or when `failure` is `EFAULT`.
     ///
-    /// Call only after the kernel read the path successfully or failed for a
-    /// reason other than `EFAULT`: then the bytes up to the NUL (or the first
-    /// `PATH_MAX`) are known to be readable.
+    /// The bytes are copied with `process_vm_readv`, never read directly:
+    /// that the kernel's call succeeded or failed with another errno does
+    /// not prove that it read the path (a seccomp filter can make a system
+    /// call fail with any errno, or a supervisor answer it, without the
+    /// kernel touching its arguments), so an invalid pointer must end the
+    /// copy, not the process. A page that cannot be read ends the copy.
     pub fn prefix(self, failure: Errno, buf: &mut [u8]) -> &[u8] {
         if self.0.is_null() || failure == libc::EFAULT {
             return &[];
         }
         let limit = buf.len().min(libc::PATH_MAX as usize);
+        let page = page_size().max(1);
+        let start = self.0.addr();
         let mut n = 0;
         while n < limit {
-            // SAFETY: the kernel read these bytes before failing with an
-            // errno other than EFAULT (see above), and we stop at the NUL.
-            let byte = unsafe { *self.0.add(n) } as u8;
-            if byte == 0 {
+            // One page at a time: a transfer within a page is all or nothing.
+            let at = start.wrapping_add(n);
+            let chunk = (page - at % page).min(limit - n);
+            if !read_own_memory(at, &mut buf[n..n + chunk]) {
                 break;
             }
-            buf[n] = byte;
-            n += 1;
+            if let Some(nul) = buf[n..n + chunk].iter().position(|&b| b == 0) {
+                return &buf[..n + nul];
+            }
+            n += chunk;
         }
         &buf[..n]
     }
+}
+
+/// Copies `out.len()` bytes at `addr` of this process's memory into `out`
+/// with `process_vm_readv`: `false` (and errno kept) if they cannot all be
+/// read, where a plain read would fault.
+fn read_own_memory(addr: usize, out: &mut [u8]) -> bool {
+    if out.is_empty() {
+        return true;
+    }
+    let local = libc::iovec {
+        iov_base: out.as_mut_ptr().cast(),
+        iov_len: out.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut c_void,
+        iov_len: out.len(),
+    };
+    let saved = errno();
+    // SAFETY: `local` describes our own writable `out`; the kernel checks
+    // `remote` and fails instead of faulting.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    set_errno(saved);
+    n == out.len() as isize
 }
 
 /// The process id, from the kernel (glibc does not cache it).
@@ -367,6 +399,69 @@ pub fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
     }
     // SAFETY: getenv returns a NUL-terminated string.
     Some(unsafe { core::ffi::CStr::from_ptr(ptr) }.to_bytes())
+}
+
+/// What [`startup_env`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvLookup {
+    /// The variable is set; its value was appended.
+    Found,
+    /// The variable is not set.
+    Absent,
+    /// The environment cannot be read yet: `environ` is not set (a call
+    /// from `.preinit_array`) and /proc/self/environ cannot be read.
+    Unavailable,
+}
+
+/// An environment variable at start-up, appended to `out`. Before libc has
+/// set `environ` (a shm call from an executable's `.preinit_array`), the
+/// process's initial environment is read from /proc/self/environ, the
+/// strings the kernel put on the initial stack.
+pub fn startup_env(name: &core::ffi::CStr, out: &mut Vec<u8>) -> EnvLookup {
+    // SAFETY: reads the value of libc's `environ` pointer (no reference to
+    // the static is kept); libc sets it before `main` and on `setenv`.
+    let environ = unsafe { libc::environ };
+    if !environ.is_null() {
+        return match getenv(name) {
+            Some(value) => {
+                out.extend_from_slice(value);
+                EnvLookup::Found
+            }
+            None => EnvLookup::Absent,
+        };
+    }
+    let mut all = Vec::new();
+    if read_file(c"/proc/self/environ", &mut all).is_err() {
+        return EnvLookup::Unavailable;
+    }
+    match env_entry(&all, name.to_bytes()) {
+        Some(value) => {
+            out.extend_from_slice(value);
+            EnvLookup::Found
+        }
+        None => EnvLookup::Absent,
+    }
+}
+
+/// The value of `key` in NUL-separated `KEY=VALUE` entries (the first, as
+/// `getenv` finds it).
+fn env_entry<'a>(all: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    all.split(|&b| b == 0)
+        .find(|e| e.len() > key.len() && e.starts_with(key) && e[key.len()] == b'=')
+        .map(|e| &e[key.len() + 1..])
+}
+
+/// Whether the process is privileged by the way it was started
+/// (set-user-ID, set-group-ID, file capabilities, an LSM's choice): the
+/// kernel's `AT_SECURE`, the flag for which ld.so ignores `LD_PRELOAD`
+/// paths and glibc `secure_getenv` returns NULL.
+pub fn secure() -> bool {
+    let saved = errno();
+    // SAFETY: getauxval only reads the auxiliary vector ld.so saved; it
+    // returns 0 (and sets errno, restored here) for a missing entry.
+    let secure = unsafe { libc::getauxval(libc::AT_SECURE) } != 0;
+    set_errno(saved);
+    secure
 }
 
 /// Flushes stdio and ends the process with `code`, skipping the remaining
@@ -576,4 +671,57 @@ pub fn fd_stat(fd: c_int) -> Option<(u64, u64, u64)> {
         return None;
     }
     Some((st.st_dev, st.st_ino, st.st_size as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_entries_are_found_whole() {
+        let all = b"A=1\0SHMGUARD_OPTIONS_X=no\0SHMGUARD_OPTIONS=a=b:c\0SHMGUARD_OPTIONS=second\0";
+        assert_eq!(env_entry(all, b"SHMGUARD_OPTIONS"), Some(&b"a=b:c"[..]));
+        assert_eq!(env_entry(all, b"A"), Some(&b"1"[..]));
+        assert_eq!(env_entry(all, b"B"), None);
+        assert_eq!(env_entry(b"SHMGUARD_OPTIONS\0", b"SHMGUARD_OPTIONS"), None);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "process_vm_readv is not emulated by Miri")]
+    fn a_path_is_copied_without_ever_faulting() {
+        let page = page_size();
+        let base = reserve(2 * page).expect("mmap");
+        // The first page readable, the second not: a path that runs off
+        // the end of readable memory without a NUL.
+        // SAFETY: `base` is our own fresh mapping of two pages.
+        unsafe {
+            assert_eq!(
+                libc::mprotect(
+                    base as *mut c_void,
+                    page,
+                    libc::PROT_READ | libc::PROT_WRITE
+                ),
+                0
+            );
+            core::ptr::write_bytes(base as *mut u8, b'a', page);
+            *((base + page - 3) as *mut u8) = 0;
+        }
+        let mut buf = [0u8; 256];
+        let at = |addr: usize| {
+            // SAFETY: test pointers; prefix never dereferences them.
+            unsafe { UserPath::new(addr as *const c_char) }
+        };
+        // A seccomp filter could fail stat with ENOENT on any of these.
+        assert_eq!(at(base + page).prefix(libc::ENOENT, &mut buf), b"");
+        assert_eq!(at(base + page - 5).prefix(0, &mut buf), b"aa");
+        // Runs into the unreadable page before a NUL: what could be read.
+        assert_eq!(at(base + page - 2).prefix(libc::ENOENT, &mut buf), b"aa");
+        assert_eq!(
+            at(base + page - 300).prefix(libc::ENOENT, &mut buf).len(),
+            256
+        );
+        assert_eq!(at(0).prefix(0, &mut buf), b"");
+        assert_eq!(at(base).prefix(libc::EFAULT, &mut buf), b"");
+        release(base, 2 * page);
+    }
 }

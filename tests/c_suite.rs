@@ -10,7 +10,8 @@
 //!   the exit status are checked here.
 //! - `x_policy.c`, `x_guard.c`, `x_fault.c`, `x_stacks.c` (the options) and
 //!   `x_stress.c`, `x_hostile.c` (load, signals, fork/exec, hostile
-//!   environments): one run per entry of [`OPTION_RUNS`] (program,
+//!   environments), `x_priv.c` (privileged processes, start-up races,
+//!   escaped output): one run per entry of [`OPTION_RUNS`] (program,
 //!   argument, `SHMGUARD_OPTIONS`), linked and preloaded; each program
 //!   checks itself (running itself again where it needs its own stderr or
 //!   audit log), and a run passes if it exits 0 with nothing on stderr.
@@ -129,6 +130,12 @@ const OPTION_RUNS: &[(&str, &str, &str)] = &[
     ("x_hostile", "max_map", ""),
     ("x_hostile", "max_map+guard", "guard_pages=1"),
     ("x_hostile", "options", ""),
+    ("x_priv", "secure", ""),
+    ("x_priv", "preinit", "policy=strict"),
+    ("x_priv", "fork_startup", "bogus=1"),
+    ("x_priv", "signal_startup", "bogus=1"),
+    ("x_priv", "escape", ""),
+    ("x_priv", "seccomp", ""),
 ];
 
 /// The long runs (`SHMGUARD_SUITE=stress`), as in `run.sh`'s `stress_runs`:
@@ -157,6 +164,7 @@ const OPTION_PROGRAMS: &[&str] = &[
     "x_stacks",
     "x_stress",
     "x_hostile",
+    "x_priv",
 ];
 
 /// Whether `SHMGUARD_SKIP` names the run `name` (or its program); says so.
