@@ -17,7 +17,8 @@
 #             extension functions with dlsym, so the plain binary serves the
 #             preloaded mode); this script checks stderr and the status.
 #   x_policy.c, x_guard.c, x_fault.c, x_stacks.c  the options, and
-#   x_stress.c, x_hostile.c  load, signals, fork/exec, hostile environments:
+#   x_stress.c, x_hostile.c, x_log.c  load, signals, fork/exec, hostile
+#             environments, the audit log under attack:
 #             one run per line of $option_runs (program, argument,
 #             SHMGUARD_OPTIONS), linked and preloaded; each program checks
 #             itself (running itself again where it needs its own stderr or
@@ -326,7 +327,7 @@ want_mode linked && x_modes="linked"
 want_mode preloaded && x_modes="$x_modes preloaded"
 
 # The programs of the option runs (below), in the order they are built.
-option_programs="x_policy x_guard x_fault x_stacks x_stress x_hostile"
+option_programs="x_policy x_guard x_fault x_stacks x_stress x_hostile x_log"
 [ "$suite" = stress ] && option_programs="x_stress"
 
 if [ -n "$x_modes" ] && [ "$have_lib" -eq 0 ]; then
@@ -570,7 +571,15 @@ x_hostile privdrop -
 x_hostile log_unwritable -
 x_hostile max_map -
 x_hostile max_map+guard guard_pages=1
-x_hostile options -"
+x_hostile options -
+x_log outside -
+x_log pidns -
+x_log forkraw -
+x_log exec_chain -
+x_log fsize -
+x_log taken -
+x_log aslimit -
+x_log ext2 -"
 
 # The long runs (SHMGUARD_SUITE=stress): every stress scenario with the
 # default options, the log, guard pages and call stacks.
