@@ -102,8 +102,8 @@ pub struct LogFile {
     dev: AtomicU64,
     ino: AtomicU64,
     /// The file's name, NUL-terminated, to reopen it in that case: set by
-    /// the opener before it publishes the state, never freed (one small
-    /// allocation per process).
+    /// the opener before it publishes the state, never changed after in
+    /// this process (a child frees its parent's copy when it sets its own).
     path: AtomicPtr<Vec<u8>>,
     /// Bytes being written now (reserved against `RLIMIT_FSIZE`).
     pending: AtomicU64,
@@ -209,9 +209,15 @@ impl LogFile {
         self.ino.store(stat.ino, Ordering::Relaxed);
         self.pending.store(0, Ordering::Relaxed);
         self.limit.store(file_size_limit(), Ordering::Relaxed);
-        // Never freed: readers may hold the pointer (see `reopen`).
-        self.path
-            .store(Box::into_raw(Box::new(name)), Ordering::Release);
+        let old = self
+            .path
+            .swap(Box::into_raw(Box::new(name)), Ordering::AcqRel);
+        if !old.is_null() {
+            // SAFETY: a name is published once per process, so `old` is a
+            // copy of the parent's (this is a child of fork, _Fork or
+            // clone): no thread of this process can hold it.
+            drop(unsafe { Box::from_raw(old) });
+        }
         if opened == Opened::Torn {
             // The earlier image's last line was cut short: end it first.
             self.write_checked(fd, stat.size, b"\n")
@@ -283,7 +289,8 @@ impl LogFile {
             return Err(AppendError::Lost(libc::EBADF));
         }
         // SAFETY: `path` was published by this process's opener before the
-        // state we read (Acquire), and is never freed or changed after.
+        // state we read (Acquire), and is never freed or changed after in
+        // this process.
         let path = unsafe { &*path };
         let Ok(path) = CStr::from_bytes_with_nul(path) else {
             return Err(AppendError::Lost(libc::EINVAL));
