@@ -583,6 +583,10 @@ fn expand_path(pattern: &str, pid: u32, out: &mut Vec<u8>) {
 fn start_time() -> Option<u64> {
     let mut stat = Vec::new();
     sys::read_file(c"/proc/self/stat", &mut stat).ok()?;
+    start_time_of(&stat)
+}
+
+fn start_time_of(stat: &[u8]) -> Option<u64> {
     let after = stat.iter().rposition(|&b| b == b')')?;
     let rest = core::str::from_utf8(&stat[after + 1..]).ok()?;
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
@@ -767,6 +771,34 @@ mod tests {
         out.clear();
         expand_path("%p/%p", 1234567890, &mut out);
         assert_eq!(out, b"1234567890/1234567890");
+    }
+
+    #[test]
+    fn the_start_time_is_field_22_whatever_the_command_name() {
+        let stat =
+            b"42 (a) b ) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 8812345 1000 10";
+        assert_eq!(start_time_of(stat), Some(8_812_345));
+        assert_eq!(start_time_of(b"42 (x) S 1"), None);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and makes a pidfd")]
+    fn the_identity_fields_name_this_process() {
+        let mut o = Buf::new();
+        assert!(identity_fields(&mut o));
+        let text = String::from_utf8(o.bytes().unwrap().to_vec()).unwrap();
+        assert!(text.starts_with(",\"boot_id\":\""), "{text}");
+        assert!(!text.contains("\"pid_ns\":null"), "{text}");
+        let start = start_time().unwrap();
+        assert!(
+            text.contains(&format!(",\"start_time\":{start},\"pidfd_ino\":")),
+            "{text}"
+        );
+        // The same process gives the same fields every time (exec keeps
+        // them; the test cannot exec, but nothing in them is per image).
+        let mut again = Buf::new();
+        identity_fields(&mut again);
+        assert_eq!(o.bytes(), again.bytes());
     }
 
     fn event(call: &Call<'_>, outcome: Result<(Ret, Extra), (Errno, &Sentence)>) -> String {
