@@ -17,7 +17,8 @@
 #             extension functions with dlsym, so the plain binary serves the
 #             preloaded mode); this script checks stderr and the status.
 #   x_policy.c, x_guard.c, x_fault.c, x_stacks.c  the options, and
-#   x_stress.c, x_hostile.c  load, signals, fork/exec, hostile environments,
+#   x_stress.c, x_hostile.c, x_log.c  load, signals, fork/exec, hostile
+#             environments, the audit log under attack,
 #   x_priv.c  privileged processes, start-up races, escaped output:
 #             one run per line of $option_runs (program, argument,
 #             SHMGUARD_OPTIONS), linked and preloaded; each program checks
@@ -327,7 +328,7 @@ want_mode linked && x_modes="linked"
 want_mode preloaded && x_modes="$x_modes preloaded"
 
 # The programs of the option runs (below), in the order they are built.
-option_programs="x_policy x_guard x_fault x_stacks x_stress x_hostile x_priv"
+option_programs="x_policy x_guard x_fault x_stacks x_stress x_hostile x_priv x_log"
 [ "$suite" = stress ] && option_programs="x_stress"
 
 if [ -n "$x_modes" ] && [ "$have_lib" -eq 0 ]; then
@@ -577,7 +578,15 @@ x_priv preinit policy=strict
 x_priv fork_startup bogus=1
 x_priv signal_startup bogus=1
 x_priv escape -
-x_priv seccomp -"
+x_priv seccomp -
+x_log outside -
+x_log pidns -
+x_log forkraw -
+x_log exec_chain -
+x_log fsize -
+x_log taken -
+x_log aslimit -
+x_log ext2 -"
 
 # The long runs (SHMGUARD_SUITE=stress): every stress scenario with the
 # default options, the log, guard pages and call stacks.

@@ -1,9 +1,11 @@
 //! The audit log: one JSON Lines file per process (docs/log-schema.md).
 //!
 //! Events are formatted into a stack buffer and appended to the process's
-//! [`LogFile`] (a shared file mapping): no allocation and no system call per
-//! event. The file is opened at the first event, so processes that never
-//! touch shared memory leave no file; a forked child opens its own.
+//! [`LogFile`] with one `write(2)` each, before the call returns. The file
+//! is opened at the first event, so processes that never touch shared
+//! memory leave no file. Every event first asks the kernel for the pid
+//! (`getpid`): a child made by `fork`, `_Fork` or a raw `clone` notices
+//! that the inherited log is its parent's and opens its own.
 #![forbid(unsafe_code)]
 
 use core::fmt::{self, Write};
@@ -13,8 +15,7 @@ use crate::diagnose::{AtFlags, Cmd, GetFlags, Key};
 use crate::error::{ErrnoName, Sentence};
 use crate::event::Buf;
 use crate::leak::Finding;
-use crate::lock::Locked;
-use crate::logfile::{AppendError, LogFile};
+use crate::logfile::{AppendError, Claim, Identity, LogFile, OpenError};
 use crate::runtime::{self, say};
 use crate::sys::{self, Errno};
 
@@ -24,20 +25,57 @@ pub const SCHEMA_VERSION: u32 = 1;
 static LOG: LogFile = LogFile::new();
 /// `log_path` is set: events are wanted.
 static ENABLED: AtomicBool = AtomicBool::new(false);
-/// Opening or writing failed for good in this process: stay quiet.
-static BROKEN: AtomicBool = AtomicBool::new(false);
-/// This process was forked from one that had its log open.
-static FORKED: AtomicBool = AtomicBool::new(false);
-static OPENING: Locked<()> = Locked::new(());
 
 /// Turns logging on (from `runtime` at start-up, when `log_path` is set).
 pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
 }
 
-/// Whether events are being written.
+/// Whether events are wanted (`log_path` is set). Whether this process's
+/// log is open, or stopped after an error, is known only with its real
+/// pid (see [`ready`]).
 pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed) && !BROKEN.load(Ordering::Relaxed)
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Who writes an event: the process and thread, asked of the kernel when
+/// the runtime's cached pid is not this process's (a child of `_Fork` or
+/// of a raw `clone`, which no fork handler told).
+#[derive(Clone, Copy)]
+struct Who {
+    pid: u32,
+    ppid: u32,
+    tid: u32,
+}
+
+fn who(me: u32) -> Who {
+    if runtime::pid() == me {
+        Who {
+            pid: me,
+            ppid: runtime::ppid(),
+            tid: runtime::tid(),
+        }
+    } else {
+        Who {
+            pid: me,
+            ppid: sys::getppid(),
+            tid: sys::gettid(),
+        }
+    }
+}
+
+/// This process's identity if its log is open (opened now if need be), or
+/// `None` when nothing is to be logged.
+fn ready() -> Option<Who> {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let me = sys::getpid();
+    match LOG.claim(me) {
+        Claim::Ready => Some(who(me)),
+        Claim::Off => None,
+        Claim::Open { forked } => open(me, forked).then(|| who(me)),
+    }
 }
 
 /// A call and its arguments, as traced and logged.
@@ -140,29 +178,35 @@ pub struct Extra {
 }
 
 /// The fields every event starts with.
-fn header(o: &mut Buf, kind: &str) {
+fn header(o: &mut Buf, kind: &str, who: &Who) {
     let now = sys::now_ns();
     let (sec, nsec) = (now / 1_000_000_000, (now % 1_000_000_000) as u32);
-    if kind == "call" && sec > 0 && cached_call_prefix(o, sec) {
+    if kind == "call" && sec > 0 && cached_call_prefix(o, sec, who) {
         o.fixed(9, u64::from(nsec));
         return;
     }
-    render_prefix(o, kind);
+    render_prefix(o, kind, who);
     o.dec(now);
 }
 
-/// `{"v":1,"event":KIND,"pid":P,"ppid":Q,"tid":T,"ts_ns":`
-fn render_prefix(o: &mut Buf, kind: &str) {
+/// `{"v":1,"event":KIND,"pid":P,`
+fn render_kind_and_pid(o: &mut Buf, kind: &str, pid: u32) {
     o.raw(b"{\"v\":");
     o.dec(u64::from(SCHEMA_VERSION));
     o.raw(b",\"event\":\"");
     o.raw(kind.as_bytes());
     o.raw(b"\",\"pid\":");
-    o.dec(u64::from(runtime::pid()));
-    o.raw(b",\"ppid\":");
-    o.dec(u64::from(runtime::ppid()));
+    o.dec(u64::from(pid));
+    o.raw(b",");
+}
+
+/// `{"v":1,"event":KIND,"pid":P,"ppid":Q,"tid":T,"ts_ns":`
+fn render_prefix(o: &mut Buf, kind: &str, who: &Who) {
+    render_kind_and_pid(o, kind, who.pid);
+    o.raw(b"\"ppid\":");
+    o.dec(u64::from(who.ppid));
     o.raw(b",\"tid\":");
-    o.dec(u64::from(runtime::tid()));
+    o.dec(u64::from(who.tid));
     o.raw(b",\"ts_ns\":");
 }
 
@@ -171,7 +215,7 @@ fn render_prefix(o: &mut Buf, kind: &str) {
 /// second (and again after fork, when the pid changes) instead of four
 /// number conversions per event. False if it cannot be used (re-entered
 /// from a signal handler, or too long), and the caller renders it.
-fn cached_call_prefix(o: &mut Buf, sec: u64) -> bool {
+fn cached_call_prefix(o: &mut Buf, sec: u64, who: &Who) -> bool {
     struct Prefix {
         pid: u32,
         sec: u64,
@@ -184,7 +228,7 @@ fn cached_call_prefix(o: &mut Buf, sec: u64) -> bool {
             core::cell::RefCell::new(Prefix { pid: 0, sec: 0, len: 0, bytes: [0; PREFIX] })
         };
     }
-    let pid = runtime::pid();
+    let pid = who.pid;
     CACHE
         .try_with(|cell| {
             let Ok(mut cache) = cell.try_borrow_mut() else {
@@ -192,7 +236,7 @@ fn cached_call_prefix(o: &mut Buf, sec: u64) -> bool {
             };
             if cache.pid != pid || cache.sec != sec {
                 let mut fresh = Buf::new();
-                render_prefix(&mut fresh, "call");
+                render_prefix(&mut fresh, "call", who);
                 fresh.dec(sec);
                 match fresh.bytes() {
                     Some(b) if b.len() <= PREFIX => {
@@ -265,8 +309,13 @@ fn write_args(o: &mut Buf, call: &Call<'_>) {
     }
 }
 
-fn call_event(o: &mut Buf, call: &Call<'_>, outcome: &Result<(Ret, Extra), (Errno, &Sentence)>) {
-    header(o, "call");
+fn call_event(
+    o: &mut Buf,
+    who: &Who,
+    call: &Call<'_>,
+    outcome: &Result<(Ret, Extra), (Errno, &Sentence)>,
+) {
+    header(o, "call", who);
     o.raw(b",\"call\":\"");
     o.raw(call.name().as_bytes());
     o.raw(b"\",");
@@ -319,23 +368,23 @@ fn call_event(o: &mut Buf, call: &Call<'_>, outcome: &Result<(Ret, Extra), (Errn
 /// Logs one call. `outcome` is the return value, or the errno and sentence.
 pub fn call(call: &Call<'_>, outcome: Result<(Ret, Extra), (Errno, &Sentence)>) {
     // Open first, so the start event's time precedes the first call's.
-    if !enabled() || (!LOG.is_open() && !open()) {
+    let Some(who) = ready() else {
         return;
-    }
+    };
     let mut o = Buf::new();
-    call_event(&mut o, call, &outcome);
+    call_event(&mut o, &who, call, &outcome);
     if let Some(bytes) = o.bytes() {
-        append(bytes);
+        append(who.pid, bytes);
     }
 }
 
 /// Logs a policy finding.
 pub fn finding(rule: &str, call: &str, refused: bool, detail: &Sentence, stack: &[String]) {
-    if !enabled() || (!LOG.is_open() && !open()) {
+    let Some(who) = ready() else {
         return;
-    }
+    };
     let o = &mut Buf::new();
-    header(o, "finding");
+    header(o, "finding", &who);
     o.raw(b",\"rule\":\"");
     o.raw(rule.as_bytes());
     o.raw(b"\",\"call\":\"");
@@ -350,7 +399,7 @@ pub fn finding(rule: &str, call: &str, refused: bool, detail: &Sentence, stack: 
     write_stack(o, stack);
     o.raw(b"}\n");
     if let Some(bytes) = o.bytes() {
-        append(bytes);
+        append(who.pid, bytes);
     }
 }
 
@@ -405,13 +454,19 @@ fn write_finding(o: &mut Buf, f: &Finding) {
 }
 
 /// Logs the exit event with the leak check's findings, then closes the
-/// file (trimming its preallocated tail).
+/// log (later events are dropped). Only a process whose own log is open
+/// writes one: never into a file its parent opened.
 pub fn exit(findings: &[Finding]) {
-    if !enabled() || !LOG.is_open() {
+    if !enabled() {
         return;
     }
+    let me = sys::getpid();
+    if !LOG.is_open(me) {
+        return;
+    }
+    let who = who(me);
     let o = &mut Buf::new();
-    header(o, "exit");
+    header(o, "exit", &who);
     for (name, leaks) in [(&b",\"leaks\":["[..], true), (&b"],\"notes\":["[..], false)] {
         o.raw(name);
         for (i, f) in findings.iter().filter(|f| f.is_leak() == leaks).enumerate() {
@@ -423,20 +478,20 @@ pub fn exit(findings: &[Finding]) {
     }
     o.raw(b"]}\n");
     match o.bytes() {
-        Some(bytes) => append(bytes),
+        Some(bytes) => append(me, bytes),
         None => {
             // Out of memory for so many findings: say so rather than lose it.
             let o = &mut Buf::new();
-            header(o, "exit");
+            header(o, "exit", &who);
             o.raw(b",\"leaks\":[],\"notes\":[],\"leak_count\":");
             o.dec(findings.iter().filter(|f| f.is_leak()).count() as u64);
             o.raw(b",\"truncated\":true}\n");
             if let Some(bytes) = o.bytes() {
-                append(bytes);
+                append(me, bytes);
             }
         }
     }
-    LOG.close();
+    LOG.close(me);
 }
 
 /// `,"stack":[...]`, when there is a stack.
@@ -454,34 +509,46 @@ fn write_stack(o: &mut Buf, stack: &[String]) {
     o.raw(b"]");
 }
 
-fn append(bytes: &[u8]) {
-    if !LOG.is_open() && !open() {
-        return;
-    }
-    match LOG.append(bytes) {
-        Ok(()) => {}
-        Err(AppendError::NotOpen | AppendError::Closed) => {}
-        Err(AppendError::Full) => stop(format_args!(
-            "the log reached its {} MiB limit; logging stopped",
-            crate::logfile::CAPACITY >> 20
-        )),
-        Err(AppendError::Grow(errno)) => stop(format_args!(
-            "cannot grow the log: {} ({}); logging stopped",
-            ErrnoName(errno),
-            crate::error::errno_text(errno)
-        )),
+fn append(me: u32, bytes: &[u8]) {
+    match LOG.append(me, bytes) {
+        Ok(()) | Err(AppendError::NotOpen | AppendError::Off) => {}
+        Err(AppendError::TooBig(limit)) => stop(
+            me,
+            format_args!(
+                "the log reached the file size limit (RLIMIT_FSIZE, ulimit -f: {limit} bytes); \
+                 logging stopped"
+            ),
+        ),
+        Err(AppendError::Lost(errno)) => stop(
+            me,
+            format_args!(
+                "the log's descriptor was closed and the file cannot be opened again: {} ({}); \
+                 logging stopped",
+                ErrnoName(errno),
+                crate::error::errno_text(errno)
+            ),
+        ),
+        Err(AppendError::Write(errno)) => stop(
+            me,
+            format_args!(
+                "cannot write the log: {} ({}); logging stopped",
+                ErrnoName(errno),
+                crate::error::errno_text(errno)
+            ),
+        ),
     }
 }
 
 /// Stops logging in this process with one warning line.
-fn stop(why: fmt::Arguments<'_>) {
-    if !BROKEN.swap(true, Ordering::Relaxed) {
+fn stop(me: u32, why: fmt::Arguments<'_>) {
+    if LOG.stop(me) {
         say(format_args!("warning: audit log: {why}"));
     }
 }
 
 /// The log path for this process: `%p` becomes the pid; without `%p`,
-/// `.PID` is appended so processes never share a file. NUL-terminated.
+/// `.PID` is appended so processes never share a file. (When that name is
+/// taken, `logfile::candidate` makes the next ones.)
 fn expand_path(pattern: &str, pid: u32, out: &mut Vec<u8>) {
     let mut pid_text = [0u8; 10];
     let mut n = pid;
@@ -508,12 +575,68 @@ fn expand_path(pattern: &str, pid: u32, out: &mut Vec<u8>) {
         out.push(b'.');
         out.extend_from_slice(pid_text);
     }
-    out.push(0);
 }
 
-/// The start event: who this process is.
-fn start_event(o: &mut Buf) {
-    header(o, "start");
+/// The process's start time in clock ticks after boot: field 22 of
+/// `/proc/self/stat` (after the command name, which may hold spaces and
+/// parentheses, so counted from the last `)`).
+fn start_time() -> Option<u64> {
+    let mut stat = Vec::new();
+    sys::read_file(c"/proc/self/stat", &mut stat).ok()?;
+    start_time_of(&stat)
+}
+
+fn start_time_of(stat: &[u8]) -> Option<u64> {
+    let after = stat.iter().rposition(|&b| b == b')')?;
+    let rest = core::str::from_utf8(&stat[after + 1..]).ok()?;
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// The boot's id (`/proc/sys/kernel/random/boot_id`), if it looks like one.
+fn boot_id(out: &mut Vec<u8>) -> bool {
+    if sys::read_file(c"/proc/sys/kernel/random/boot_id", out).is_err() {
+        return false;
+    }
+    while out.last().is_some_and(u8::is_ascii_whitespace) {
+        out.pop();
+    }
+    !out.is_empty() && out.iter().all(|&b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+fn number_or_null(o: &mut Buf, n: Option<u64>) {
+    match n {
+        Some(n) => o.dec(n),
+        None => o.raw(b"null"),
+    }
+}
+
+/// `,"boot_id":...,"pid_ns":...,"start_time":...,"pidfd_ino":...`: what
+/// tells this process from every other one (docs/log-schema.md), the same
+/// in every image of it. False when it proves nothing (no start time and
+/// no pidfd inode: /proc missing and an old kernel).
+fn identity_fields(o: &mut Buf) -> bool {
+    let mut boot = Vec::new();
+    o.raw(b",\"boot_id\":");
+    if boot_id(&mut boot) {
+        o.string(&boot);
+    } else {
+        o.raw(b"null");
+    }
+    o.raw(b",\"pid_ns\":");
+    number_or_null(o, sys::inode_of(c"/proc/self/ns/pid"));
+    let start = start_time();
+    o.raw(b",\"start_time\":");
+    number_or_null(o, start);
+    let pidfd = crate::logfile::pidfd_inode();
+    o.raw(b",\"pidfd_ino\":");
+    number_or_null(o, pidfd);
+    start.is_some() || pidfd.is_some()
+}
+
+/// The start event: who this process is; `fields` from [`identity_fields`].
+fn start_event(o: &mut Buf, who: &Who, fields: &[u8], forked: bool) {
+    header(o, "start", who);
+    o.raw(fields);
     let mut cmdline = Vec::new();
     let _ = sys::read_file(c"/proc/self/cmdline", &mut cmdline);
     o.raw(b",\"argv\":[");
@@ -541,77 +664,95 @@ fn start_event(o: &mut Buf) {
         Some(ino) => o.dec(ino),
         None => o.raw(b"null"),
     }
-    o.raw(if FORKED.load(Ordering::Relaxed) {
+    o.raw(if forked {
         b",\"forked\":true}\n"
     } else {
         b",\"forked\":false}\n"
     });
 }
 
+/// Opens process `me`'s log (it holds the claim: every path ends in
+/// `LOG.open`, or in `give_up` if something panicked).
 #[cold]
-fn open() -> bool {
-    if BROKEN.load(Ordering::Relaxed) {
-        return false;
-    }
-    let _guard = OPENING.lock();
-    if LOG.is_open() {
-        return true;
-    }
+fn open(me: u32, forked: bool) -> bool {
+    crate::fail_open(None, || Some(try_open(me, forked))).unwrap_or_else(|| {
+        LOG.give_up(me);
+        false
+    })
+}
+
+fn try_open(me: u32, forked: bool) -> bool {
     let Some(pattern) = runtime::options().log_path.as_deref() else {
+        LOG.give_up(me);
         return false;
     };
+    let who = who(me);
     let mut path = Vec::new();
+    expand_path(pattern, me, &mut path);
+    let mut fields = Buf::new();
+    let proves = identity_fields(&mut fields);
+    let mut prefix = Buf::new();
+    render_kind_and_pid(&mut prefix, "start", me);
     let mut first = Buf::new();
-    let built = crate::fail_open(false, || {
-        expand_path(pattern, runtime::pid(), &mut path);
-        start_event(&mut first);
-        first.bytes().is_some()
-    });
-    let Ok(cpath) = core::ffi::CStr::from_bytes_with_nul(&path) else {
-        stop(format_args!(
-            "log_path '{pattern}' is not a valid path; logging disabled"
+    start_event(&mut first, &who, fields.bytes().unwrap_or_default(), forked);
+    let (Some(fields), Some(prefix), Some(first)) = (fields.bytes(), prefix.bytes(), first.bytes())
+    else {
+        LOG.give_up(me);
+        say(format_args!(
+            "warning: audit log: out of memory; logging disabled"
         ));
         return false;
     };
-    if !built {
-        stop(format_args!("out of memory; logging disabled"));
-        return false;
-    }
-    match LOG.open(cpath, first.bytes().unwrap_or_default()) {
-        Ok(()) => true,
-        Err(errno) => {
-            stop(format_args!(
-                "cannot open '{}': {} ({}); logging disabled for this process",
-                crate::diagnose::Lossy(cpath.to_bytes()),
+    let identity = Identity {
+        // An identity that proves nothing never claims an existing file.
+        prefix: if proves { prefix } else { b"" },
+        fields,
+    };
+    let error = match LOG.open(me, &path, &identity, first) {
+        Ok(()) => return true,
+        Err(e) => e,
+    };
+    let path = crate::diagnose::Lossy(&path);
+    match error {
+        OpenError::Io(errno) => say(format_args!(
+            "warning: audit log: cannot create '{path}': {} ({}); logging disabled for this process",
+            ErrnoName(errno),
+            crate::error::errno_text(errno)
+        )),
+        OpenError::Taken => say(format_args!(
+            "warning: audit log: '{path}' and the next {} names are taken by files of other \
+             processes; logging disabled for this process",
+            crate::logfile::MAX_NAMES - 1
+        )),
+        OpenError::Append(AppendError::TooBig(limit)) => say(format_args!(
+            "warning: audit log: the start event would exceed the file size limit \
+             (RLIMIT_FSIZE, ulimit -f: {limit} bytes); logging disabled for this process"
+        )),
+        OpenError::Append(AppendError::Write(errno) | AppendError::Lost(errno)) => {
+            say(format_args!(
+                "warning: audit log: cannot write '{path}': {} ({}); logging disabled for this \
+                 process",
                 ErrnoName(errno),
                 crate::error::errno_text(errno)
-            ));
-            false
+            ))
         }
+        OpenError::Append(AppendError::NotOpen | AppendError::Off) => {}
     }
+    false
 }
 
-/// Fork `prepare`: no append may be half-way through opening or growing.
-pub fn fork_prepare() {
-    OPENING.lock_for_fork();
-    LOG.lock_for_fork();
-}
+/// Fork `prepare`: nothing to hold (the log takes no lock).
+pub fn fork_prepare() {}
 
 /// Fork `parent`.
-pub fn fork_parent() {
-    LOG.unlock_in_parent();
-    OPENING.unlock_after_fork_parent();
-}
+pub fn fork_parent() {}
 
-/// Fork `child`: the parent's file is not ours; open our own on the next
-/// event.
+/// Fork `child`: close the child's copy of the parent's descriptor. The
+/// child opens its own file at its first event (as a child of `_Fork` or of
+/// a raw `clone`, which skip this handler, does when it sees that the
+/// state is another pid's).
 pub fn fork_child() {
-    if LOG.is_open() {
-        FORKED.store(true, Ordering::Relaxed);
-    }
-    LOG.abandon_after_fork();
-    OPENING.unlock_after_fork_child();
-    BROKEN.store(false, Ordering::Relaxed);
+    LOG.leave_after_fork(sys::getpid());
 }
 
 #[cfg(test)]
@@ -623,18 +764,46 @@ mod tests {
     fn paths_substitute_the_pid() {
         let mut out = Vec::new();
         expand_path("/tmp/log.%p.jsonl", 42, &mut out);
-        assert_eq!(out, b"/tmp/log.42.jsonl\0");
+        assert_eq!(out, b"/tmp/log.42.jsonl");
         out.clear();
         expand_path("/tmp/log", 7, &mut out);
-        assert_eq!(out, b"/tmp/log.7\0");
+        assert_eq!(out, b"/tmp/log.7");
         out.clear();
         expand_path("%p/%p", 1234567890, &mut out);
-        assert_eq!(out, b"1234567890/1234567890\0");
+        assert_eq!(out, b"1234567890/1234567890");
+    }
+
+    #[test]
+    fn the_start_time_is_field_22_whatever_the_command_name() {
+        let stat =
+            b"42 (a) b ) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 8812345 1000 10";
+        assert_eq!(start_time_of(stat), Some(8_812_345));
+        assert_eq!(start_time_of(b"42 (x) S 1"), None);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and makes a pidfd")]
+    fn the_identity_fields_name_this_process() {
+        let mut o = Buf::new();
+        assert!(identity_fields(&mut o));
+        let text = String::from_utf8(o.bytes().unwrap().to_vec()).unwrap();
+        assert!(text.starts_with(",\"boot_id\":\""), "{text}");
+        assert!(!text.contains("\"pid_ns\":null"), "{text}");
+        let start = start_time().unwrap();
+        assert!(
+            text.contains(&format!(",\"start_time\":{start},\"pidfd_ino\":")),
+            "{text}"
+        );
+        // The same process gives the same fields every time (exec keeps
+        // them; the test cannot exec, but nothing in them is per image).
+        let mut again = Buf::new();
+        identity_fields(&mut again);
+        assert_eq!(o.bytes(), again.bytes());
     }
 
     fn event(call: &Call<'_>, outcome: Result<(Ret, Extra), (Errno, &Sentence)>) -> String {
         let mut h = Buf::new();
-        call_event(&mut h, call, &outcome);
+        call_event(&mut h, &who(sys::getpid()), call, &outcome);
         String::from_utf8(h.bytes().unwrap().to_vec()).unwrap()
     }
 

@@ -7,8 +7,8 @@
 //! [`diagnose`] (why a call failed) and the verbosity trace. At exit,
 //! [`leak`] checks the registry against the kernel and reports.
 //!
-//! With `log_path` set, [`audit`] appends each call as a JSON line to a
-//! shared file mapping ([`logfile`]).
+//! With `log_path` set, [`audit`] appends each call as a JSON line to the
+//! process's own log file, one `write(2)` per event ([`logfile`]).
 //!
 //! `unsafe` lives only in `sys`, `lock`, `logfile` and `ffi`; every other
 //! module forbids it.

@@ -654,25 +654,6 @@ pub fn install_segv_handler(on_fault: fn(usize)) {
     }
 }
 
-/// `(st_dev, st_ino)` of an open descriptor.
-pub fn fd_identity(fd: c_int) -> Option<(u64, u64)> {
-    fd_stat(fd).map(|(dev, ino, _)| (dev, ino))
-}
-
-/// `(st_dev, st_ino, st_size)` of an open descriptor.
-pub fn fd_stat(fd: c_int) -> Option<(u64, u64, u64)> {
-    // SAFETY: stat is plain old data; all-zero is valid.
-    let mut st: libc::stat64 = unsafe { core::mem::zeroed() };
-    let saved = errno();
-    // SAFETY: `st` is a writable buffer; a bad fd is EBADF.
-    let ret = unsafe { libc::fstat64(fd, &mut st) };
-    if ret != 0 {
-        set_errno(saved);
-        return None;
-    }
-    Some((st.st_dev, st.st_ino, st.st_size as u64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,10 +9,11 @@
 //! - `x_leak.c SCENARIO`: the leak report, linked and preloaded; stderr and
 //!   the exit status are checked here.
 //! - `x_policy.c`, `x_guard.c`, `x_fault.c`, `x_stacks.c` (the options) and
-//!   `x_stress.c`, `x_hostile.c` (load, signals, fork/exec, hostile
-//!   environments), `x_priv.c` (privileged processes, start-up races,
-//!   escaped output): one run per entry of [`OPTION_RUNS`] (program,
-//!   argument, `SHMGUARD_OPTIONS`), linked and preloaded; each program
+//!   `x_stress.c`, `x_hostile.c`, `x_log.c` (load, signals, fork/exec, hostile
+//!   environments, the audit log under attack), `x_priv.c` (privileged
+//!   processes, start-up races, escaped output): one run per entry of
+//!   [`OPTION_RUNS`] (program, argument, `SHMGUARD_OPTIONS`), linked and
+//!   preloaded; each program
 //!   checks itself (running itself again where it needs its own stderr or
 //!   audit log), and a run passes if it exits 0 with nothing on stderr.
 //!
@@ -136,6 +137,14 @@ const OPTION_RUNS: &[(&str, &str, &str)] = &[
     ("x_priv", "signal_startup", "bogus=1"),
     ("x_priv", "escape", ""),
     ("x_priv", "seccomp", ""),
+    ("x_log", "outside", ""),
+    ("x_log", "pidns", ""),
+    ("x_log", "forkraw", ""),
+    ("x_log", "exec_chain", ""),
+    ("x_log", "fsize", ""),
+    ("x_log", "taken", ""),
+    ("x_log", "aslimit", ""),
+    ("x_log", "ext2", ""),
 ];
 
 /// The long runs (`SHMGUARD_SUITE=stress`), as in `run.sh`'s `stress_runs`:
@@ -165,6 +174,7 @@ const OPTION_PROGRAMS: &[&str] = &[
     "x_stress",
     "x_hostile",
     "x_priv",
+    "x_log",
 ];
 
 /// Whether `SHMGUARD_SKIP` names the run `name` (or its program); says so.

@@ -643,11 +643,20 @@ fn open_checked(file: &Path, trust: Option<&Trust<'_>>) -> io::Result<Checked> {
     Ok(Checked::Read(bytes))
 }
 
-/// The pid in a file name `shmguard.PID.jsonl` (or `NAME.PID`).
+/// The pid in a file name `shmguard.PID.jsonl`, or `shmguard.PID.N.jsonl`
+/// (the library's next names when `shmguard.PID.jsonl` is taken, see
+/// docs/log-schema.md), or `NAME.PID` / `NAME.PID.N`. Only a fallback: the
+/// events name their pid.
 fn pid_from_name(file: &Path) -> Option<u32> {
     let name = file.file_name()?.to_str()?;
     let name = name.strip_suffix(".jsonl").unwrap_or(name);
-    name.rsplit('.').next()?.parse().ok()
+    let mut parts = name.rsplit('.');
+    let last = parts.next()?;
+    match parts.next().map(str::parse::<u32>) {
+        // NAME.PID.N: a number before the last number.
+        Some(Ok(pid)) if last.bytes().all(|b| b.is_ascii_digit()) => Some(pid),
+        _ => last.parse().ok(),
+    }
 }
 
 /// Parses one file. Returns `None` for a file with no event at all.
@@ -1004,6 +1013,37 @@ mod tests {
         assert_eq!(split(b""), [(&b""[..], true, false)]);
     }
 
+    /// The library's names for one pid's files when the first is taken
+    /// (two processes that are both pid 1 in different PID namespaces):
+    /// both are read, each as its own process.
+    #[test]
+    fn reads_the_numbered_names_of_one_pid() {
+        let dir = std::env::temp_dir().join(format!("shmguard-names-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        let start = |ts: u32| {
+            format!(
+                "{{\"v\":1,\"event\":\"start\",\"pid\":1,\"ppid\":0,\"tid\":1,\"ts_ns\":{ts},\"argv\":[\"p{ts}\"]}}\n"
+            )
+        };
+        fs::write(dir.join("shmguard.1.jsonl"), start(1)).unwrap();
+        fs::write(dir.join("shmguard.1.1.jsonl"), start(2)).unwrap();
+        fs::write(dir.join("shmguard.1.2.jsonl"), start(3)).unwrap();
+        let set = read(&dir);
+        fs::remove_dir_all(&dir).unwrap();
+        let set = set.unwrap();
+        let argv: Vec<_> = set.processes.iter().map(|p| (p.pid, p.command())).collect();
+        assert_eq!(
+            argv,
+            [
+                (1, "p1".to_owned()),
+                (1, "p2".to_owned()),
+                (1, "p3".to_owned())
+            ]
+        );
+        assert!(set.warnings.is_empty(), "{:?}", set.warnings);
+    }
+
     #[test]
     fn helpers() {
         assert_eq!(parse_addr("0x7f12a4c00000"), Some(0x7f12a4c00000));
@@ -1011,6 +1051,12 @@ mod tests {
         assert_eq!(mode_in_flags("0"), Some(0));
         assert_eq!(mode_in_flags("IPC_CREAT"), None);
         assert_eq!(pid_from_name(Path::new("/d/shmguard.99.jsonl")), Some(99));
+        assert_eq!(pid_from_name(Path::new("/d/shmguard.99.1.jsonl")), Some(99));
+        assert_eq!(pid_from_name(Path::new("/d/shmguard.1.12.jsonl")), Some(1));
+        assert_eq!(pid_from_name(Path::new("/d/99.jsonl")), Some(99));
+        assert_eq!(pid_from_name(Path::new("/d/99.3.jsonl")), Some(99));
+        assert_eq!(pid_from_name(Path::new("/d/log.7")), Some(7));
+        assert_eq!(pid_from_name(Path::new("/d/log.7.2")), Some(7));
     }
 
     #[test]
