@@ -20,8 +20,9 @@
  *              the calls of the one before (360 to 5,760; each image writes
  *              more than the file held when it started): every event of
  *              every image is in the pid's one log, after 5 start events.
- *   fsize      RLIMIT_FSIZE at 64 KiB (ulimit -f 64): the log stops before
- *              the limit with one warning; no SIGXFSZ, results unchanged.
+ *   fsize      RLIMIT_FSIZE lowered to 64 KiB (setrlimit) after the log is
+ *              open: the log stops before the limit with one warning; no
+ *              SIGXFSZ, results unchanged.
  *   taken      the log's name is taken before the first call: by a file
  *              that user nobody made (mode 0666, as root), by a stale file
  *              of another process with the same pid, by a planted symlink:
@@ -557,6 +558,9 @@ static int
 scenario_fsize_child(const char *dir)
 {
     (void)dir;
+    /* The log is open (and the limit unlimited) before the limit is
+     * lowered: a limit read only at open would miss it. */
+    workload(2);
     struct rlimit rl;
     getrlimit(RLIMIT_FSIZE, &rl);
     rl.rlim_cur = FSIZE_LIMIT;

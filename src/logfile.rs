@@ -20,7 +20,8 @@
 //! its own never receives an event (the file is reopened by name instead).
 //! The file's size, from the same `statx`, keeps the log under the soft
 //! `RLIMIT_FSIZE` (a write past it would raise `SIGXFSZ`): the limit is
-//! read at open and again whenever an event could reach it. An event cut
+//! read before every write, since the program (`setrlimit`) or another
+//! process (`prlimit`) may lower it at any time. An event cut
 //! short by a full disk is taken back ([`take_back`]), so the file ends in
 //! a whole line.
 //!
@@ -107,8 +108,6 @@ pub struct LogFile {
     path: AtomicPtr<Vec<u8>>,
     /// Bytes being written now (reserved against `RLIMIT_FSIZE`).
     pending: AtomicU64,
-    /// The soft `RLIMIT_FSIZE` as last read (`u64::MAX`: unlimited).
-    limit: AtomicU64,
 }
 
 impl LogFile {
@@ -120,7 +119,6 @@ impl LogFile {
             ino: AtomicU64::new(0),
             path: AtomicPtr::new(core::ptr::null_mut()),
             pending: AtomicU64::new(0),
-            limit: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -208,7 +206,6 @@ impl LogFile {
         self.dev.store(stat.dev, Ordering::Relaxed);
         self.ino.store(stat.ino, Ordering::Relaxed);
         self.pending.store(0, Ordering::Relaxed);
-        self.limit.store(file_size_limit(), Ordering::Relaxed);
         let old = self
             .path
             .swap(Box::into_raw(Box::new(name)), Ordering::AcqRel);
@@ -337,17 +334,16 @@ impl LogFile {
     /// any writer covers every write that can land before its own: the
     /// file never reaches the limit, and no write can raise `SIGXFSZ`
     /// (which the kernel sends only to a write that starts at or past it).
+    /// The limit is read each time (one `prlimit64`, about 0.3 us): a
+    /// cached value would miss a limit lowered while the program runs.
     fn write_checked(&self, fd: i32, size: u64, bytes: &[u8]) -> Result<(), AppendError> {
         let len = bytes.len() as u64;
         let pending = self.pending.fetch_add(len, Ordering::AcqRel) + len;
         let end = size.saturating_add(pending);
-        if end > self.limit.load(Ordering::Relaxed) {
-            let limit = file_size_limit();
-            self.limit.store(limit, Ordering::Relaxed);
-            if end > limit {
-                self.pending.fetch_sub(len, Ordering::AcqRel);
-                return Err(AppendError::TooBig(limit));
-            }
+        let limit = file_size_limit();
+        if end > limit {
+            self.pending.fetch_sub(len, Ordering::AcqRel);
+            return Err(AppendError::TooBig(limit));
         }
         let result = write_whole(fd, bytes).map_err(AppendError::Write);
         self.pending.fetch_sub(len, Ordering::AcqRel);
