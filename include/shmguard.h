@@ -114,12 +114,21 @@ int shmguard_copy_from(const void *shmaddr, size_t off, void *dst, size_t len);
 
 /*
  The number of leaks this process would report if it exited now.
+
+ Called from a signal handler that interrupted shmguard (any shmguard
+ function) in the same thread, it returns `(size_t)-1` with errno
+ `EAGAIN` instead of waiting for records that the interrupted call holds.
+ Not async-signal-safe: it allocates memory and reads /proc.
  */
 size_t shmguard_leak_count(void);
 
 /*
  Writes the leak report this process would print at exit to `fd` (always
  ending with its SUMMARY line) and returns the number of leaks.
+
+ Called from a signal handler that interrupted shmguard in the same
+ thread, it writes nothing and returns -1 with errno `EAGAIN`. Not
+ async-signal-safe: it allocates memory and reads /proc.
  */
 int shmguard_leak_report(int fd);
 
@@ -127,6 +136,12 @@ int shmguard_leak_report(int fd);
  The version of shmguard, e.g. "0.1.0".
  */
 const char *shmguard_version(void);
+
+/*
+ glibc's registration of exit handlers (what `atexit` uses), here
+ with no DSO handle so that no `__cxa_finalize` runs it early.
+ */
+extern int __cxa_atexit(void (*func)(void*, int), void *arg, void *dso);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -240,22 +240,45 @@ pub unsafe extern "C" fn shmguard_copy_from(
 }
 
 /// The number of leaks this process would report if it exited now.
+///
+/// Called from a signal handler that interrupted shmguard (any shmguard
+/// function) in the same thread, it returns `(size_t)-1` with errno
+/// `EAGAIN` instead of waiting for records that the interrupted call holds.
+/// Not async-signal-safe: it allocates memory and reads /proc.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_leak_count() -> size_t {
     let saved = SavedErrno::save();
-    let count = crate::leak::leak_count(&shm::findings());
-    saved.restore();
-    count
+    match shm::leak_count() {
+        Some(count) => {
+            saved.restore();
+            count
+        }
+        None => {
+            saved.fail(libc::EAGAIN);
+            size_t::MAX
+        }
+    }
 }
 
 /// Writes the leak report this process would print at exit to `fd` (always
 /// ending with its SUMMARY line) and returns the number of leaks.
+///
+/// Called from a signal handler that interrupted shmguard in the same
+/// thread, it writes nothing and returns -1 with errno `EAGAIN`. Not
+/// async-signal-safe: it allocates memory and reads /proc.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_leak_report(fd: c_int) -> c_int {
     let saved = SavedErrno::save();
-    let count = shm::write_report(fd, &shm::findings());
-    saved.restore();
-    c_int::try_from(count).unwrap_or(c_int::MAX)
+    match shm::leak_report(fd) {
+        Some(count) => {
+            saved.restore();
+            c_int::try_from(count).unwrap_or(c_int::MAX)
+        }
+        None => {
+            saved.fail(libc::EAGAIN);
+            -1
+        }
+    }
 }
 
 /// The version of shmguard, e.g. "0.1.0".
@@ -272,10 +295,33 @@ extern "C" fn on_load() {
     runtime::on_load();
 }
 
-/// Runs last: after `atexit` handlers and the program's destructors, so
-/// cleanup done there counts. Not run by `_exit` or a fatal signal.
+/// The library's destructor, run by `exit` (not by `_exit` or a fatal
+/// signal; never by `dlclose`: the library is linked with `-z nodelete`).
+///
+/// Destructors of the libraries that come after ours, in whatever order
+/// the loader chose, may still clean up (a library that removes a segment
+/// at unload), so the check does not run here: it is registered as an exit
+/// handler with no DSO (`__cxa_atexit(.., NULL)`), which glibc's `exit`
+/// runs after the destructors of every object (`_dl_fini`, itself an exit
+/// handler) have returned, as the last thing before stdio is flushed. Only
+/// if that registration fails does the check run here.
 extern "C" fn on_unload() {
-    crate::fail_open((), shm::at_exit);
+    if !crate::sys::register_exit_handler(after_teardown) {
+        finish_exit();
+    }
+}
+
+/// The exit check, after the whole teardown (see [`on_unload`]).
+extern "C" fn after_teardown(_arg: *mut c_void, _status: c_int) {
+    finish_exit();
+}
+
+/// Runs the check; with `exitcode=N` and a leak, flushes stdio (what glibc
+/// would still have done) and exits with N.
+fn finish_exit() {
+    if let Some(code) = crate::fail_open(None, shm::at_exit) {
+        crate::sys::flush_and_exit(code);
+    }
 }
 
 #[used]

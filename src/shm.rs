@@ -430,9 +430,23 @@ fn ext_error(errno: Errno, args: fmt::Arguments<'_>) -> Error {
     Error { errno, detail }
 }
 
+/// The error of an extension function called from a signal handler that
+/// interrupted shmguard in the same thread: the records are in use (maybe
+/// locked) by the interrupted call, so it cannot wait for them.
+fn busy() -> Error {
+    ext_error(
+        libc::EAGAIN,
+        format_args!(
+            "called from a signal handler that interrupted shmguard in this thread: the records are busy, try again later"
+        ),
+    )
+}
+
 /// `shmguard_attachment_size`.
 pub fn attachment_size(addr: usize) -> Result<usize, Error> {
-    let _inside = runtime::enter();
+    let Some(_inside) = runtime::enter() else {
+        return Err(busy());
+    };
     REGISTRY
         .get(addr)
         .and_then(|a| known_size(addr, &a))
@@ -453,7 +467,9 @@ pub fn checked_range(
     write: bool,
     buffer_is_null: bool,
 ) -> Result<usize, Error> {
-    let _inside = runtime::enter();
+    let Some(_inside) = runtime::enter() else {
+        return Err(busy());
+    };
     let what = if write {
         "shmguard_copy_to"
     } else {
@@ -520,12 +536,41 @@ impl leak::Kernel for LiveKernel {
     }
 }
 
-/// What this process would be reported for if it exited now.
-pub fn findings() -> Vec<Finding> {
-    let _inside = runtime::enter();
+/// What this process would be reported for if it exited now, or `None`
+/// when this thread is already inside shmguard (a signal handler
+/// interrupted one of our calls, whose records may be locked).
+pub fn findings() -> Option<Vec<Finding>> {
+    let _inside = runtime::enter()?;
+    Some(findings_inside())
+}
+
+/// [`findings`], the caller being inside shmguard.
+fn findings_inside() -> Vec<Finding> {
     fail_open(Vec::new(), || {
-        leak::findings(&REGISTRY, sys::getpid(), &LiveKernel)
+        let me = sys::getpid();
+        if me != runtime::pid() {
+            // A child made without the fork handlers (`_Fork`, a raw
+            // `clone`): every record it holds, even one it made itself
+            // under the stale pid, is counted as inherited. Never report
+            // the parent's records as this process's leaks.
+            return Vec::new();
+        }
+        leak::findings(&REGISTRY, me, &LiveKernel)
     })
+}
+
+/// `shmguard_leak_count`: `None` when this thread is already inside
+/// shmguard.
+pub fn leak_count() -> Option<usize> {
+    let _inside = runtime::enter()?;
+    Some(leak::leak_count(&findings_inside()))
+}
+
+/// `shmguard_leak_report`: the number of leaks written to `fd`, or `None`
+/// when this thread is already inside shmguard.
+pub fn leak_report(fd: i32) -> Option<usize> {
+    let _inside = runtime::enter()?;
+    Some(write_report(fd, &findings_inside()))
 }
 
 /// Writes the leak report to `fd`; returns the number of leaks.
@@ -558,18 +603,24 @@ pub fn write_report(fd: i32, findings: &[Finding]) -> usize {
     leak::leak_count(findings)
 }
 
-/// The exit check, run from the library's destructor: after the program's
-/// `atexit` handlers and destructors, and only on a normal exit.
-pub fn at_exit() {
+/// The exit check, run once the whole teardown of the program is done
+/// (see `ffi::on_unload`): after every `atexit` handler and every library's
+/// destructor, and only on a normal exit. Returns the status the process
+/// must exit with instead of its own (`exitcode=N` and a leak), if any: the
+/// caller flushes stdio and exits with it.
+pub fn at_exit() -> Option<i32> {
     if !runtime::active() {
-        return; // no call was made: nothing to check
+        return None; // no call was made: nothing to check
     }
     let options = runtime::options();
     if !options.leak_check && !audit::enabled() {
-        return;
+        return None;
     }
+    // exit() called from a signal handler that interrupted shmguard: the
+    // records may be locked by the interrupted call.
+    let _inside = runtime::enter()?;
     let saved = sys::errno();
-    let findings = findings();
+    let findings = findings_inside();
     let leaks = leak::leak_count(&findings);
     // Leaks, and notes of segments left to other processes, are reported;
     // a process that leaves nothing behind prints nothing.
@@ -578,9 +629,8 @@ pub fn at_exit() {
     }
     fail_open((), || audit::exit(&findings));
     sys::set_errno(saved);
-    if options.leak_check && leaks > 0 && options.exitcode != 0 {
-        sys::flush_and_exit(i32::from(options.exitcode));
-    }
+    (options.leak_check && leaks > 0 && options.exitcode != 0)
+        .then_some(i32::from(options.exitcode))
 }
 
 #[cfg(test)]
@@ -641,6 +691,7 @@ mod tests {
         assert_eq!(sys::shm_stat(seg.0).unwrap().shm_nattch, 1);
         assert!(
             findings()
+                .unwrap()
                 .iter()
                 .any(|f| matches!(f, Finding::Attachment { addr, .. } if *addr == at))
         );
