@@ -17,7 +17,8 @@
 #             extension functions with dlsym, so the plain binary serves the
 #             preloaded mode); this script checks stderr and the status.
 #   x_policy.c, x_guard.c, x_fault.c, x_stacks.c  the options, and
-#   x_stress.c, x_hostile.c  load, signals, fork/exec, hostile environments:
+#   x_stress.c, x_hostile.c  load, signals, fork/exec, hostile environments;
+#   x_safety.c  how a program dies, signal handlers, guard page budgets:
 #             one run per line of $option_runs (program, argument,
 #             SHMGUARD_OPTIONS), linked and preloaded; each program checks
 #             itself (running itself again where it needs its own stderr or
@@ -326,7 +327,7 @@ want_mode linked && x_modes="linked"
 want_mode preloaded && x_modes="$x_modes preloaded"
 
 # The programs of the option runs (below), in the order they are built.
-option_programs="x_policy x_guard x_fault x_stacks x_stress x_hostile"
+option_programs="x_policy x_guard x_fault x_stacks x_stress x_hostile x_safety"
 [ "$suite" = stress ] && option_programs="x_stress"
 
 if [ -n "$x_modes" ] && [ "$have_lib" -eq 0 ]; then
@@ -570,7 +571,15 @@ x_hostile privdrop -
 x_hostile log_unwritable -
 x_hostile max_map -
 x_hostile max_map+guard guard_pages=1
-x_hostile options -"
+x_hostile options -
+x_safety segv_raise guard_pages=1
+x_safety segv_kill guard_pages=1
+x_safety segv_siginfo guard_pages=1
+x_safety segv_ign guard_pages=1
+x_safety ext_in_handler -
+x_safety guard_unmapped guard_pages=1
+x_safety guard_map_count guard_pages=1
+x_safety raw_fork -"
 
 # The long runs (SHMGUARD_SUITE=stress): every stress scenario with the
 # default options, the log, guard pages and call stacks.

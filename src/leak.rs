@@ -91,6 +91,68 @@ pub fn parse_sysv_mappings(maps: &[u8]) -> Vec<(usize, i32)> {
     out
 }
 
+/// What /proc/self/maps says, as far as pruning stale records needs it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Maps {
+    /// System V mappings: (start, shmid), sorted.
+    pub sysv: Vec<(usize, i32)>,
+    /// Anonymous private mappings with no access (as guard pages are):
+    /// (start, end), sorted.
+    pub no_access: Vec<(usize, usize)>,
+}
+
+impl Maps {
+    /// Whether a System V mapping of `shmid` starts at `addr`.
+    pub fn has_sysv(&self, addr: usize, shmid: i32) -> bool {
+        self.sysv.binary_search(&(addr, shmid)).is_ok()
+    }
+
+    /// Whether `addr` lies in an anonymous mapping with no access.
+    pub fn no_access_at(&self, addr: usize) -> bool {
+        let i = self.no_access.partition_point(|&(start, _)| start <= addr);
+        i > 0 && addr < self.no_access[i - 1].1
+    }
+}
+
+/// Parses /proc/self/maps into a [`Maps`]; `None` if memory runs out.
+pub fn parse_maps(maps: &[u8]) -> Option<Maps> {
+    let mut out = Maps::default();
+    for line in maps.split(|&b| b == b'\n') {
+        if let Some(m) = parse_sysv_line(line) {
+            out.sysv.try_reserve(1).ok()?;
+            out.sysv.push(m);
+        } else if let Some(range) = parse_no_access_line(line) {
+            out.no_access.try_reserve(1).ok()?;
+            out.no_access.push(range);
+        }
+    }
+    if !out.sysv.is_sorted() {
+        out.sysv.sort_unstable();
+    }
+    if !out.no_access.is_sorted() {
+        out.no_access.sort_unstable();
+    }
+    Some(out)
+}
+
+/// (START, END) of a maps line `START-END ---p 00000000 00:00 0` with no
+/// path: an anonymous private mapping with no access.
+fn parse_no_access_line(line: &[u8]) -> Option<(usize, usize)> {
+    let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let range = fields.next()?;
+    if fields.next()? != b"---p" {
+        return None;
+    }
+    let _offset = fields.next()?;
+    let _dev = fields.next()?;
+    if fields.next()? != b"0" || fields.next().is_some() {
+        return None;
+    }
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let hex = |s: &[u8]| usize::from_str_radix(core::str::from_utf8(s).ok()?, 16).ok();
+    Some((hex(&range[..dash])?, hex(&range[dash + 1..])?))
+}
+
 /// One line of /proc/PID/maps, `START-END PERMS OFFSET DEV INODE   PATH`:
 /// (START, INODE) if PATH is a System V segment's (`/SYSV...`). A process
 /// with 60,000 attachments has 60,000 such lines to read at exit, so this
@@ -392,6 +454,32 @@ mod tests {
             parse_sysv_line(b"7f00-7f10 rw-s 00000000 00:01 5 /SYSV00000000"),
             Some((0x7f00, 5))
         );
+    }
+
+    #[test]
+    fn parses_no_access_ranges() {
+        let maps = b"7f0000000000-7f0000001000 ---p 00000000 00:00 0 \n\
+                     7f0000001000-7f0000003000 rw-s 00000000 00:01 32769                      /SYSV00000000 (deleted)\n\
+                     7f0000003000-7f0000004000 ---p 00000000 00:00 0\n\
+                     7f0000005000-7f0000006000 ---p 00001000 08:01 1234                       /usr/lib/libc.so.6\n\
+                     7f0000007000-7f0000008000 r--p 00000000 00:00 0 \n";
+        let m = parse_maps(maps).unwrap();
+        assert_eq!(m.sysv, vec![(0x7f00_0000_1000, 32769)]);
+        assert_eq!(
+            m.no_access,
+            vec![
+                (0x7f00_0000_0000, 0x7f00_0000_1000),
+                (0x7f00_0000_3000, 0x7f00_0000_4000)
+            ]
+        );
+        assert!(m.has_sysv(0x7f00_0000_1000, 32769));
+        assert!(!m.has_sysv(0x7f00_0000_1000, 5));
+        assert!(m.no_access_at(0x7f00_0000_0fff));
+        assert!(m.no_access_at(0x7f00_0000_3000));
+        assert!(!m.no_access_at(0x7f00_0000_1000));
+        assert!(!m.no_access_at(0x7f00_0000_5000));
+        assert!(!m.no_access_at(0x7f00_0000_7000));
+        assert!(!m.no_access_at(0x1000));
     }
 
     #[test]

@@ -183,7 +183,9 @@ pub fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, Error> {
                         mode: (flags & 0o777) as u32,
                         pid: runtime::pid(),
                     };
-                    REGISTRY.created(id, segment);
+                    if REGISTRY.created(id, segment) {
+                        prune_created();
+                    }
                     stacks::record(stacks::Owner::Segment(id));
                 });
             }
@@ -197,6 +199,42 @@ pub fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, Error> {
         (Err(errno), _) => Err(failed(call(), errno, || {
             diagnose::shmget(&Live, errno, key, size, flags)
         })),
+    }
+}
+
+/// Drops the records of created segments that are gone (removed by
+/// another process, or their shmid reused by another creator) or marked
+/// for removal: one `IPC_STAT` per record, when the records doubled since
+/// the last time (see `Registry::prune_created`).
+fn prune_created() {
+    let mut dropped = Vec::new();
+    REGISTRY.prune_created(
+        |shmid, c| match sys::shm_stat(shmid) {
+            Ok(ds) => {
+                u32::from(ds.shm_perm.mode) & sys::SHM_DEST == 0 && ds.shm_cpid as u32 == c.pid
+            }
+            // Only a segment known to be gone is dropped (not EACCES).
+            Err(e) => e != libc::EINVAL && e != libc::EIDRM,
+        },
+        &mut dropped,
+    );
+    for shmid in dropped {
+        stacks::forget(stacks::Owner::Segment(shmid));
+    }
+}
+
+/// Drops the records of attachments that went away behind our back (a raw
+/// `shmdt`, `munmap`), releasing their guard pages: once the records
+/// doubled since the last time (see `Registry::prune_attachments`).
+fn prune_attachments() {
+    let Some((maps, stale)) =
+        REGISTRY.prune_attachments(guard::read_maps, |m, addr, a| m.has_sysv(addr, a.shmid))
+    else {
+        return;
+    };
+    for (addr, a) in &stale {
+        guard::release_stale(*addr, a, Some(&maps), (0, 0));
+        stacks::forget(stacks::Owner::Attachment(*addr));
     }
 }
 
@@ -221,6 +259,14 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
     let result = match guarded {
         Some((at, _)) => Ok(at),
         None => sys::shmat(shmid, addr, flags),
+    };
+    // Out of mappings (or address space) while guard pages hold some: give
+    // them up and try again, so that guards never make a call fail.
+    let result = match result {
+        Err(libc::ENOMEM) if REGISTRY.guard_pages() > 0 && fail_open(false, guard::give_up) => {
+            sys::shmat(shmid, addr, flags)
+        }
+        result => result,
     };
     match result {
         Ok(at) => {
@@ -249,8 +295,19 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
                         None => 0,
                     },
                 };
-                REGISTRY.attach(at, attachment);
+                let (stale, prune) = REGISTRY.attach(at, attachment);
+                if let Some(old) = stale {
+                    // The attachment recorded here went away behind our
+                    // back: release its guards, not the new ones.
+                    let page = sys::page_size();
+                    let end = at.saturating_add(size.div_ceil(page) * page);
+                    let keep = (at.saturating_sub(page), end.saturating_add(page));
+                    guard::release_stale(at, &old, None, keep);
+                }
                 stacks::record(stacks::Owner::Attachment(at));
+                if prune {
+                    prune_attachments();
+                }
                 size
             });
             let extra = Extra {
@@ -296,7 +353,9 @@ pub fn shmdt(addr: usize) -> Result<(), Error> {
                 // The kernel has no attachment here although we recorded
                 // one: the record is stale (see diagnose::shmdt). Forget it.
                 fail_open((), || {
-                    REGISTRY.detach(addr);
+                    if let Some(a) = REGISTRY.detach(addr) {
+                        guard::release_stale(addr, &a, None, (0, 0));
+                    }
                     stacks::forget(stacks::Owner::Attachment(addr));
                 });
             }
@@ -727,9 +786,59 @@ mod tests {
         shmctl(seg.0, libc::IPC_RMID, 0).expect("rmid");
         assert!(
             !findings()
+                .unwrap()
                 .iter()
                 .any(|f| matches!(f, Finding::Segment { shmid, .. } if *shmid == seg.0))
         );
+    }
+
+    /// Records of segments that another process removed (here: a raw
+    /// IPC_RMID behind shmguard's back) are pruned: their number stays
+    /// bounded by what is live, not by what was ever created.
+    #[test]
+    #[cfg_attr(miri, ignore = "System V shm is not emulated by Miri")]
+    fn records_of_segments_removed_behind_our_back_are_pruned() {
+        let kept = Segment(shmget(libc::IPC_PRIVATE, 1, 0o600).expect("create"));
+        for _ in 0..3_000 {
+            let id = shmget(libc::IPC_PRIVATE, 1, 0o600).expect("create");
+            sys::shm_rmid(id).expect("raw IPC_RMID");
+        }
+        let held = REGISTRY.created_count();
+        // Other tests of this binary may hold a few records of their own.
+        assert!(held < 200, "{held} records held for 1 live segment");
+        let mut found = false;
+        REGISTRY.for_each_created(|id, _| found |= id == kept.0);
+        assert!(found, "the live segment's record was pruned");
+    }
+
+    /// Records of attachments that went away behind shmguard's back (a raw
+    /// shmdt) are pruned likewise.
+    #[test]
+    #[cfg_attr(miri, ignore = "System V shm is not emulated by Miri")]
+    fn records_of_attachments_removed_behind_our_back_are_pruned() {
+        let seg = Segment(sys::shmget(libc::IPC_PRIVATE, 1, 0o600).expect("create"));
+        let kept = shmat(seg.0, 0, 0).expect("attach");
+        // A placeholder mapping takes each hole, so that every attachment
+        // gets a new address (a record at a reused address is replaced).
+        let page = sys::page_size();
+        let mut placeholders = Vec::new();
+        for _ in 0..3_000 {
+            let at = shmat(seg.0, 0, 0).expect("attach");
+            sys::shmdt(at).expect("raw shmdt");
+            placeholders.push(sys::reserve(page).expect("placeholder"));
+        }
+        for p in placeholders {
+            sys::release(p, page);
+        }
+        let mut held = 0;
+        let mut found = false;
+        REGISTRY.for_each_attachment(|addr, _| {
+            held += 1;
+            found |= addr == kept;
+        });
+        assert!(held < 200, "{held} attachment records held for 1 live one");
+        assert!(found, "the live attachment's record was pruned");
+        shmdt(kept).expect("detach");
     }
 
     #[test]

@@ -536,10 +536,15 @@ pub fn reserve(len: usize) -> Result<usize, Errno> {
 }
 
 /// Unmaps `[addr, addr + len)`, which must be a guard range shmguard made.
-pub fn release(addr: usize, len: usize) {
+/// False if the kernel refused (`ENOMEM`: unmapping the middle of a
+/// mapping needs one more map entry, and there is none left).
+pub fn release(addr: usize, len: usize) -> bool {
+    let saved = errno();
     // SAFETY: callers pass only ranges they reserved with `reserve` and
     // that hold no attachment (see guard.rs).
-    unsafe { libc::munmap(addr as *mut c_void, len) };
+    let ok = unsafe { libc::munmap(addr as *mut c_void, len) } == 0;
+    set_errno(saved);
+    ok
 }
 
 /// The SIGSEGV disposition the program had before ours, stored before ours

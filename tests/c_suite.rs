@@ -8,9 +8,10 @@
 //! - `x_api.c`: the extension API, linked only.
 //! - `x_leak.c SCENARIO`: the leak report, linked and preloaded; stderr and
 //!   the exit status are checked here.
-//! - `x_policy.c`, `x_guard.c`, `x_fault.c`, `x_stacks.c` (the options) and
+//! - `x_policy.c`, `x_guard.c`, `x_fault.c`, `x_stacks.c` (the options),
 //!   `x_stress.c`, `x_hostile.c` (load, signals, fork/exec, hostile
-//!   environments): one run per entry of [`OPTION_RUNS`] (program,
+//!   environments) and `x_safety.c` (how a program dies, signal handlers,
+//!   guard page budgets): one run per entry of [`OPTION_RUNS`] (program,
 //!   argument, `SHMGUARD_OPTIONS`), linked and preloaded; each program
 //!   checks itself (running itself again where it needs its own stderr or
 //!   audit log), and a run passes if it exits 0 with nothing on stderr.
@@ -129,6 +130,14 @@ const OPTION_RUNS: &[(&str, &str, &str)] = &[
     ("x_hostile", "max_map", ""),
     ("x_hostile", "max_map+guard", "guard_pages=1"),
     ("x_hostile", "options", ""),
+    ("x_safety", "segv_raise", "guard_pages=1"),
+    ("x_safety", "segv_kill", "guard_pages=1"),
+    ("x_safety", "segv_siginfo", "guard_pages=1"),
+    ("x_safety", "segv_ign", "guard_pages=1"),
+    ("x_safety", "ext_in_handler", ""),
+    ("x_safety", "guard_unmapped", "guard_pages=1"),
+    ("x_safety", "guard_map_count", "guard_pages=1"),
+    ("x_safety", "raw_fork", ""),
 ];
 
 /// The long runs (`SHMGUARD_SUITE=stress`), as in `run.sh`'s `stress_runs`:
@@ -157,6 +166,7 @@ const OPTION_PROGRAMS: &[&str] = &[
     "x_stacks",
     "x_stress",
     "x_hostile",
+    "x_safety",
 ];
 
 /// Whether `SHMGUARD_SKIP` names the run `name` (or its program); says so.
