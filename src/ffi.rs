@@ -150,6 +150,7 @@ pub unsafe extern "C" fn ftok(pathname: *const c_char, proj_id: c_int) -> key_t 
 ///
 /// A later successful call does not clear it (like errno). The string
 /// belongs to shmguard and stays valid until the thread's next failed call.
+/// Async-signal-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_last_error() -> *const c_char {
     runtime::last_error_ptr()
@@ -157,6 +158,11 @@ pub extern "C" fn shmguard_last_error() -> *const c_char {
 
 /// The size of the segment (`shm_segsz`, as asked at creation) attached at
 /// exactly `addr`, or -1 with errno `EINVAL` if no attachment starts there.
+///
+/// Async-signal-safe: called from a signal handler that interrupted
+/// shmguard (any shmguard function) in the same thread, it returns -1 with
+/// errno `EAGAIN` instead of waiting for records the interrupted call may
+/// hold.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_attachment_size(addr: *const c_void) -> ssize_t {
     let saved = SavedErrno::save();
@@ -170,7 +176,8 @@ pub extern "C" fn shmguard_attachment_size(addr: *const c_void) -> ssize_t {
 /// Returns 0, or -1 with errno: `ERANGE` if the range runs past the end of
 /// the segment, `EINVAL` if `shmaddr` is not the start of an attachment,
 /// `EACCES` if the attachment is read-only, `EFAULT` if `src` is NULL and
-/// `len` is not 0.
+/// `len` is not 0; `EAGAIN` when called from a signal handler that
+/// interrupted shmguard in the same thread. Async-signal-safe.
 ///
 /// # Safety
 /// `src` must be readable for `len` bytes (or NULL), and the attachment must
@@ -207,7 +214,8 @@ pub unsafe extern "C" fn shmguard_copy_to(
 ///
 /// Returns 0, or -1 with errno: `ERANGE` past the end of the segment,
 /// `EINVAL` if `shmaddr` is not the start of an attachment, `EFAULT` if
-/// `dst` is NULL and `len` is not 0.
+/// `dst` is NULL and `len` is not 0, `EAGAIN` when called from a signal
+/// handler that interrupted shmguard in the same thread. Async-signal-safe.
 ///
 /// # Safety
 /// `dst` must be writable for `len` bytes (or NULL), and the attachment must
@@ -281,7 +289,7 @@ pub extern "C" fn shmguard_leak_report(fd: c_int) -> c_int {
     }
 }
 
-/// The version of shmguard, e.g. "0.1.0".
+/// The version of shmguard, e.g. "0.1.0". Async-signal-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_version() -> *const c_char {
     const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");

@@ -192,6 +192,10 @@ pub fn give_up() -> bool {
 /// The SIGSEGV hook: if `fault` lies in a guard page, name the segment.
 /// Runs in a signal handler: no allocation, no blocking lock.
 fn on_fault(fault: usize) {
+    // Marks the thread busy: a signal handler that interrupts this one and
+    // calls an extension function gets EAGAIN instead of waiting for a
+    // shard this one holds.
+    let _inside = crate::runtime::enter();
     let page = sys::page_size();
     let mut hit = None;
     REGISTRY.try_for_each_attachment(|addr, a| {

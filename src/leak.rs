@@ -211,15 +211,39 @@ pub fn findings(registry: &Registry, pid: u32, kernel: &dyn Kernel) -> Vec<Findi
     own.sort_unstable_by_key(|(addr, _)| *addr);
     created.sort_unstable_by_key(|(shmid, _)| *shmid);
     // Per segment, asked once: a process may hold 60,000 attachments of
-    // a handful of segments.
+    // a handful of segments. Every allocation here is fallible (the heap
+    // may be exhausted at exit): without the tables, the same answers come
+    // slower.
     let mut mapped_per_segment: IdMap<u64> = IdMap::default();
+    let mut counted = true;
     for &(_, shmid) in &mappings {
+        if mapped_per_segment.try_reserve(1).is_err() {
+            counted = false;
+            break;
+        }
         *mapped_per_segment.entry(shmid).or_default() += 1;
     }
+    let ours_of = |shmid: i32| -> u64 {
+        if counted {
+            mapped_per_segment.get(&shmid).copied().unwrap_or(0)
+        } else {
+            mappings.iter().filter(|&&(_, id)| id == shmid).count() as u64
+        }
+    };
     let mut states: IdMap<Option<SegmentState>> = IdMap::default();
-    let mut stat = |shmid: i32| *states.entry(shmid).or_insert_with(|| kernel.stat(shmid));
+    let mut stat = |shmid: i32| {
+        if let Some(&state) = states.get(&shmid) {
+            return state;
+        }
+        let state = kernel.stat(shmid);
+        if states.try_reserve(1).is_ok() {
+            states.insert(shmid, state);
+        }
+        state
+    };
 
     let mut out = Vec::new();
+    let mut notes = Vec::new();
     for (shmid, _) in created {
         let Some(state) = stat(shmid) else {
             continue;
@@ -228,27 +252,25 @@ pub fn findings(registry: &Registry, pid: u32, kernel: &dyn Kernel) -> Vec<Findi
             continue;
         }
         // Our own mappings go away when we exit; anyone else's keep it alive.
-        let ours = mapped_per_segment.get(&shmid).copied().unwrap_or(0);
-        let others = state.nattch.saturating_sub(ours);
+        let others = state.nattch.saturating_sub(ours_of(shmid));
         let (key, size, mode) = (state.key, state.size, state.mode & 0o777);
-        let finding = if others > 0 {
-            Finding::Note {
+        if others > 0 {
+            if notes.try_reserve(1).is_ok() {
+                notes.push(Finding::Note {
+                    shmid,
+                    key,
+                    size,
+                    mode,
+                    others,
+                });
+            }
+        } else if out.try_reserve(1).is_ok() {
+            out.push(Finding::Segment {
                 shmid,
                 key,
                 size,
                 mode,
-                others,
-            }
-        } else {
-            Finding::Segment {
-                shmid,
-                key,
-                size,
-                mode,
-            }
-        };
-        if out.try_reserve(1).is_ok() {
-            out.push(finding);
+            });
         }
     }
     for (addr, a) in own {
@@ -270,7 +292,10 @@ pub fn findings(registry: &Registry, pid: u32, kernel: &dyn Kernel) -> Vec<Findi
             out.push(finding);
         }
     }
-    out.sort_by_key(|f| !f.is_leak());
+    // Leaks first, then notes (a sort would allocate).
+    if out.try_reserve(notes.len()).is_ok() {
+        out.append(&mut notes);
+    }
     out
 }
 
