@@ -145,12 +145,6 @@ int shmguard_leak_report(int fd);
  */
 const char *shmguard_version(void);
 
-/*
- glibc's registration of exit handlers (what `atexit` uses), here
- with no DSO handle so that no `__cxa_finalize` runs it early.
- */
-extern int __cxa_atexit(void (*func)(void*, int), void *arg, void *dso);
-
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -192,6 +192,9 @@ pub fn give_up() -> bool {
 /// The SIGSEGV hook: if `fault` lies in a guard page, name the segment.
 /// Runs in a signal handler: no allocation, no blocking lock.
 fn on_fault(fault: usize) {
+    if !crate::runtime::active() {
+        return; // no call yet: no guard page either
+    }
     // Marks the thread busy: a signal handler that interrupts this one and
     // calls an extension function gets EAGAIN instead of waiting for a
     // shard this one holds.
