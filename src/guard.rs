@@ -25,8 +25,8 @@ use crate::runtime::{Line, say};
 use crate::sys::{self, SHM_REMAP};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
-/// The guard pages allowed at once: a quarter of `vm.max_map_count`.
-static BUDGET: AtomicUsize = AtomicUsize::new(0);
+/// `vm.max_map_count`, read once.
+static MAX_MAP_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// The warning about giving guards up is printed once.
 static GAVE_UP: AtomicBool = AtomicBool::new(false);
 
@@ -34,7 +34,12 @@ static GAVE_UP: AtomicBool = AtomicBool::new(false);
 /// `vm.max_map_count` (the kernel's default 65530 if unreadable), so that
 /// the program's own `mmap`, `malloc` and threads keep their room.
 pub fn budget() -> usize {
-    let cached = BUDGET.load(Ordering::Relaxed);
+    (max_map_count() / 4).max(2)
+}
+
+/// `vm.max_map_count`, read once (the kernel's default if unreadable).
+fn max_map_count() -> usize {
+    let cached = MAX_MAP_COUNT.load(Ordering::Relaxed);
     if cached != 0 {
         return cached;
     }
@@ -42,9 +47,17 @@ pub fn budget() -> usize {
         .and_then(|n| usize::try_from(n).ok())
         .filter(|&n| n > 0)
         .unwrap_or(65_530);
-    let budget = (max / 4).max(2);
-    BUDGET.store(budget, Ordering::Relaxed);
-    budget
+    MAX_MAP_COUNT.store(max, Ordering::Relaxed);
+    max
+}
+
+/// Whether this process has used (nearly) all its map entries: a failed
+/// `shmat`'s `ENOMEM` is then theirs to lift (not a segment too big for
+/// the address space, which guards do not change).
+fn out_of_map_entries() -> bool {
+    // A few lines of /proc/self/maps (vsyscall) are not map entries; an
+    // unreadable file counts as out, guards being the cheaper loss.
+    sys::count_lines(c"/proc/self/maps").is_none_or(|n| n + 8 >= max_map_count())
 }
 
 /// Turns guard pages on (from start-up, when `guard_pages=1`).
@@ -167,10 +180,14 @@ pub fn release_stale(addr: usize, a: &Attachment, maps: Option<&Maps>, keep: (us
     }
 }
 
-/// `shmat` failed with `ENOMEM`: gives up the guard pages of every
-/// attachment (one warning per process), so that the retried call finds
-/// the mappings they held. Returns whether any were given up.
+/// `shmat` failed with `ENOMEM`: if map entries ran out, gives up the
+/// guard pages of every attachment (one warning per process), so that the
+/// retried call finds the entries they held. Returns whether any were
+/// given up.
 pub fn give_up() -> bool {
+    if !out_of_map_entries() {
+        return false;
+    }
     // A guard that cannot be unmapped yet (it would split a mapping) may
     // be once others are: a few passes.
     let mut n = 0;

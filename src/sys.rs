@@ -349,6 +349,37 @@ pub fn read_file(path: &core::ffi::CStr, out: &mut Vec<u8>) -> Result<(), Errno>
     result
 }
 
+/// The number of lines of a file such as /proc/self/maps, read through a
+/// stack buffer (no allocation); `None` if it cannot be read.
+pub fn count_lines(path: &core::ffi::CStr) -> Option<usize> {
+    let saved = errno();
+    // SAFETY: `path` is a valid C string.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        set_errno(saved);
+        return None;
+    }
+    let mut buf = [0u8; 4096];
+    let mut lines = 0;
+    let result = loop {
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast::<c_void>(), buf.len()) };
+        match n {
+            0 => break Some(lines),
+            n if n < 0 => {
+                if errno() != libc::EINTR {
+                    break None;
+                }
+            }
+            n => lines += buf[..n as usize].iter().filter(|&&b| b == b'\n').count(),
+        }
+    };
+    // SAFETY: `fd` is ours and open.
+    unsafe { libc::close(fd) };
+    set_errno(saved);
+    result
+}
+
 /// Reads a number from a one-line /proc file such as `/proc/sys/kernel/shmmax`.
 pub fn read_number(path: &core::ffi::CStr) -> Option<u64> {
     let mut buf = Vec::new();
