@@ -158,6 +158,20 @@ scenario_segv_kill(void)
         if (pid == 0) {
             signal(SIGSEGV, SIG_DFL);
             prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+            /* libshmguard alone: not a sanitizer's runtime preloaded first
+             * (sleep is not built for it) */
+            char only[4096];
+            snprintf(only, sizeof only, "%s", preload);
+            char *lib = strstr(only, "libshmguard");
+            if (lib != NULL) {
+                char *end = strchr(lib, ':');
+                if (end != NULL)
+                    *end = '\0';
+                char *start = lib;
+                while (start > only && start[-1] != ':')
+                    start--;
+                setenv("LD_PRELOAD", start, 1);
+            }
             execlp("sleep", "sleep", "20", (char *)NULL);
             _exit(99);
         }
