@@ -8,6 +8,10 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ffi.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libshmguard.so.0");
+    // dlclose never unloads an interposer (whose functions may be in use)
+    // nor runs its destructor, which would run the exit check and maybe
+    // exit: that happens at exit only.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     // The unwinder (catch_unwind keeps a bug of ours from aborting the
     // program) linked in, whole, instead of libgcc_s.so.1: that library's
     // constructor probes the CPU with a dozen CPUID instructions, each a

@@ -20,6 +20,7 @@
 #   x_stress.c, x_hostile.c, x_log.c  load, signals, fork/exec, hostile
 #             environments, the audit log under attack,
 #   x_priv.c  privileged processes, start-up races, escaped output:
+#   x_safety.c  how a program dies, signal handlers, guard page budgets:
 #             one run per line of $option_runs (program, argument,
 #             SHMGUARD_OPTIONS), linked and preloaded; each program checks
 #             itself (running itself again where it needs its own stderr or
@@ -328,7 +329,7 @@ want_mode linked && x_modes="linked"
 want_mode preloaded && x_modes="$x_modes preloaded"
 
 # The programs of the option runs (below), in the order they are built.
-option_programs="x_policy x_guard x_fault x_stacks x_stress x_hostile x_priv x_log"
+option_programs="x_policy x_guard x_fault x_stacks x_stress x_hostile x_priv x_log x_safety"
 [ "$suite" = stress ] && option_programs="x_stress"
 
 if [ -n "$x_modes" ] && [ "$have_lib" -eq 0 ]; then
@@ -586,7 +587,15 @@ x_log exec_chain -
 x_log fsize -
 x_log taken -
 x_log aslimit -
-x_log ext2 -"
+x_log ext2 -
+x_safety segv_raise guard_pages=1
+x_safety segv_kill guard_pages=1
+x_safety segv_siginfo guard_pages=1
+x_safety segv_ign guard_pages=1
+x_safety ext_in_handler -
+x_safety guard_unmapped guard_pages=1
+x_safety guard_map_count guard_pages=1
+x_safety raw_fork -"
 
 # The long runs (SHMGUARD_SUITE=stress): every stress scenario with the
 # default options, the log, guard pages and call stacks.

@@ -74,12 +74,18 @@ key_t shmguard_ftok(const char *pathname, int proj_id);
 
  A later successful call does not clear it (like errno). The string
  belongs to shmguard and stays valid until the thread's next failed call.
+ Async-signal-safe.
  */
 const char *shmguard_last_error(void);
 
 /*
  The size of the segment (`shm_segsz`, as asked at creation) attached at
  exactly `addr`, or -1 with errno `EINVAL` if no attachment starts there.
+
+ Async-signal-safe: called from a signal handler that interrupted
+ shmguard (any shmguard function) in the same thread, it returns -1 with
+ errno `EAGAIN` instead of waiting for records the interrupted call may
+ hold.
  */
 ssize_t shmguard_attachment_size(const void *addr);
 
@@ -90,7 +96,8 @@ ssize_t shmguard_attachment_size(const void *addr);
  Returns 0, or -1 with errno: `ERANGE` if the range runs past the end of
  the segment, `EINVAL` if `shmaddr` is not the start of an attachment,
  `EACCES` if the attachment is read-only, `EFAULT` if `src` is NULL and
- `len` is not 0.
+ `len` is not 0; `EAGAIN` when called from a signal handler that
+ interrupted shmguard in the same thread. Async-signal-safe.
 
  # Safety
  `src` must be readable for `len` bytes (or NULL), and the attachment must
@@ -104,7 +111,8 @@ int shmguard_copy_to(void *shmaddr, size_t off, const void *src, size_t len);
 
  Returns 0, or -1 with errno: `ERANGE` past the end of the segment,
  `EINVAL` if `shmaddr` is not the start of an attachment, `EFAULT` if
- `dst` is NULL and `len` is not 0.
+ `dst` is NULL and `len` is not 0, `EAGAIN` when called from a signal
+ handler that interrupted shmguard in the same thread. Async-signal-safe.
 
  # Safety
  `dst` must be writable for `len` bytes (or NULL), and the attachment must
@@ -114,17 +122,26 @@ int shmguard_copy_from(const void *shmaddr, size_t off, void *dst, size_t len);
 
 /*
  The number of leaks this process would report if it exited now.
+
+ Called from a signal handler that interrupted shmguard (any shmguard
+ function) in the same thread, it returns `(size_t)-1` with errno
+ `EAGAIN` instead of waiting for records that the interrupted call holds.
+ Not async-signal-safe: it allocates memory and reads /proc.
  */
 size_t shmguard_leak_count(void);
 
 /*
  Writes the leak report this process would print at exit to `fd` (always
  ending with its SUMMARY line) and returns the number of leaks.
+
+ Called from a signal handler that interrupted shmguard in the same
+ thread, it writes nothing and returns -1 with errno `EAGAIN`. Not
+ async-signal-safe: it allocates memory and reads /proc.
  */
 int shmguard_leak_report(int fd);
 
 /*
- The version of shmguard, e.g. "0.1.0".
+ The version of shmguard, e.g. "0.1.0". Async-signal-safe.
  */
 const char *shmguard_version(void);
 

@@ -150,6 +150,7 @@ pub unsafe extern "C" fn ftok(pathname: *const c_char, proj_id: c_int) -> key_t 
 ///
 /// A later successful call does not clear it (like errno). The string
 /// belongs to shmguard and stays valid until the thread's next failed call.
+/// Async-signal-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_last_error() -> *const c_char {
     runtime::last_error_ptr()
@@ -157,6 +158,11 @@ pub extern "C" fn shmguard_last_error() -> *const c_char {
 
 /// The size of the segment (`shm_segsz`, as asked at creation) attached at
 /// exactly `addr`, or -1 with errno `EINVAL` if no attachment starts there.
+///
+/// Async-signal-safe: called from a signal handler that interrupted
+/// shmguard (any shmguard function) in the same thread, it returns -1 with
+/// errno `EAGAIN` instead of waiting for records the interrupted call may
+/// hold.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_attachment_size(addr: *const c_void) -> ssize_t {
     let saved = SavedErrno::save();
@@ -170,7 +176,8 @@ pub extern "C" fn shmguard_attachment_size(addr: *const c_void) -> ssize_t {
 /// Returns 0, or -1 with errno: `ERANGE` if the range runs past the end of
 /// the segment, `EINVAL` if `shmaddr` is not the start of an attachment,
 /// `EACCES` if the attachment is read-only, `EFAULT` if `src` is NULL and
-/// `len` is not 0.
+/// `len` is not 0; `EAGAIN` when called from a signal handler that
+/// interrupted shmguard in the same thread. Async-signal-safe.
 ///
 /// # Safety
 /// `src` must be readable for `len` bytes (or NULL), and the attachment must
@@ -207,7 +214,8 @@ pub unsafe extern "C" fn shmguard_copy_to(
 ///
 /// Returns 0, or -1 with errno: `ERANGE` past the end of the segment,
 /// `EINVAL` if `shmaddr` is not the start of an attachment, `EFAULT` if
-/// `dst` is NULL and `len` is not 0.
+/// `dst` is NULL and `len` is not 0, `EAGAIN` when called from a signal
+/// handler that interrupted shmguard in the same thread. Async-signal-safe.
 ///
 /// # Safety
 /// `dst` must be writable for `len` bytes (or NULL), and the attachment must
@@ -240,25 +248,48 @@ pub unsafe extern "C" fn shmguard_copy_from(
 }
 
 /// The number of leaks this process would report if it exited now.
+///
+/// Called from a signal handler that interrupted shmguard (any shmguard
+/// function) in the same thread, it returns `(size_t)-1` with errno
+/// `EAGAIN` instead of waiting for records that the interrupted call holds.
+/// Not async-signal-safe: it allocates memory and reads /proc.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_leak_count() -> size_t {
     let saved = SavedErrno::save();
-    let count = crate::leak::leak_count(&shm::findings());
-    saved.restore();
-    count
+    match shm::leak_count() {
+        Some(count) => {
+            saved.restore();
+            count
+        }
+        None => {
+            saved.fail(libc::EAGAIN);
+            size_t::MAX
+        }
+    }
 }
 
 /// Writes the leak report this process would print at exit to `fd` (always
 /// ending with its SUMMARY line) and returns the number of leaks.
+///
+/// Called from a signal handler that interrupted shmguard in the same
+/// thread, it writes nothing and returns -1 with errno `EAGAIN`. Not
+/// async-signal-safe: it allocates memory and reads /proc.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_leak_report(fd: c_int) -> c_int {
     let saved = SavedErrno::save();
-    let count = shm::write_report(fd, &shm::findings());
-    saved.restore();
-    c_int::try_from(count).unwrap_or(c_int::MAX)
+    match shm::leak_report(fd) {
+        Some(count) => {
+            saved.restore();
+            c_int::try_from(count).unwrap_or(c_int::MAX)
+        }
+        None => {
+            saved.fail(libc::EAGAIN);
+            -1
+        }
+    }
 }
 
-/// The version of shmguard, e.g. "0.1.0".
+/// The version of shmguard, e.g. "0.1.0". Async-signal-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmguard_version() -> *const c_char {
     const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
@@ -272,10 +303,33 @@ extern "C" fn on_load() {
     runtime::on_load();
 }
 
-/// Runs last: after `atexit` handlers and the program's destructors, so
-/// cleanup done there counts. Not run by `_exit` or a fatal signal.
+/// The library's destructor, run by `exit` (not by `_exit` or a fatal
+/// signal; never by `dlclose`: the library is linked with `-z nodelete`).
+///
+/// Destructors of the libraries that come after ours, in whatever order
+/// the loader chose, may still clean up (a library that removes a segment
+/// at unload), so the check does not run here: it is registered as an exit
+/// handler with no DSO (`__cxa_atexit(.., NULL)`), which glibc's `exit`
+/// runs after the destructors of every object (`_dl_fini`, itself an exit
+/// handler) have returned, as the last thing before stdio is flushed. Only
+/// if that registration fails does the check run here.
 extern "C" fn on_unload() {
-    crate::fail_open((), shm::at_exit);
+    if !crate::sys::register_exit_handler(after_teardown) {
+        finish_exit();
+    }
+}
+
+/// The exit check, after the whole teardown (see [`on_unload`]).
+extern "C" fn after_teardown(_arg: *mut c_void, _status: c_int) {
+    finish_exit();
+}
+
+/// Runs the check; with `exitcode=N` and a leak, flushes stdio (what glibc
+/// would still have done) and exits with N.
+fn finish_exit() {
+    if let Some(code) = crate::fail_open(None, shm::at_exit) {
+        crate::sys::flush_and_exit(code);
+    }
 }
 
 #[used]

@@ -91,6 +91,68 @@ pub fn parse_sysv_mappings(maps: &[u8]) -> Vec<(usize, i32)> {
     out
 }
 
+/// What /proc/self/maps says, as far as pruning stale records needs it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Maps {
+    /// System V mappings: (start, shmid), sorted.
+    pub sysv: Vec<(usize, i32)>,
+    /// Anonymous private mappings with no access (as guard pages are):
+    /// (start, end), sorted.
+    pub no_access: Vec<(usize, usize)>,
+}
+
+impl Maps {
+    /// Whether a System V mapping of `shmid` starts at `addr`.
+    pub fn has_sysv(&self, addr: usize, shmid: i32) -> bool {
+        self.sysv.binary_search(&(addr, shmid)).is_ok()
+    }
+
+    /// Whether `addr` lies in an anonymous mapping with no access.
+    pub fn no_access_at(&self, addr: usize) -> bool {
+        let i = self.no_access.partition_point(|&(start, _)| start <= addr);
+        i > 0 && addr < self.no_access[i - 1].1
+    }
+}
+
+/// Parses /proc/self/maps into a [`Maps`]; `None` if memory runs out.
+pub fn parse_maps(maps: &[u8]) -> Option<Maps> {
+    let mut out = Maps::default();
+    for line in maps.split(|&b| b == b'\n') {
+        if let Some(m) = parse_sysv_line(line) {
+            out.sysv.try_reserve(1).ok()?;
+            out.sysv.push(m);
+        } else if let Some(range) = parse_no_access_line(line) {
+            out.no_access.try_reserve(1).ok()?;
+            out.no_access.push(range);
+        }
+    }
+    if !out.sysv.is_sorted() {
+        out.sysv.sort_unstable();
+    }
+    if !out.no_access.is_sorted() {
+        out.no_access.sort_unstable();
+    }
+    Some(out)
+}
+
+/// (START, END) of a maps line `START-END ---p 00000000 00:00 0` with no
+/// path: an anonymous private mapping with no access.
+fn parse_no_access_line(line: &[u8]) -> Option<(usize, usize)> {
+    let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let range = fields.next()?;
+    if fields.next()? != b"---p" {
+        return None;
+    }
+    let _offset = fields.next()?;
+    let _dev = fields.next()?;
+    if fields.next()? != b"0" || fields.next().is_some() {
+        return None;
+    }
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let hex = |s: &[u8]| usize::from_str_radix(core::str::from_utf8(s).ok()?, 16).ok();
+    Some((hex(&range[..dash])?, hex(&range[dash + 1..])?))
+}
+
 /// One line of /proc/PID/maps, `START-END PERMS OFFSET DEV INODE   PATH`:
 /// (START, INODE) if PATH is a System V segment's (`/SYSV...`). A process
 /// with 60,000 attachments has 60,000 such lines to read at exit, so this
@@ -149,15 +211,39 @@ pub fn findings(registry: &Registry, pid: u32, kernel: &dyn Kernel) -> Vec<Findi
     own.sort_unstable_by_key(|(addr, _)| *addr);
     created.sort_unstable_by_key(|(shmid, _)| *shmid);
     // Per segment, asked once: a process may hold 60,000 attachments of
-    // a handful of segments.
+    // a handful of segments. Every allocation here is fallible (the heap
+    // may be exhausted at exit): without the tables, the same answers come
+    // slower.
     let mut mapped_per_segment: IdMap<u64> = IdMap::default();
+    let mut counted = true;
     for &(_, shmid) in &mappings {
+        if mapped_per_segment.try_reserve(1).is_err() {
+            counted = false;
+            break;
+        }
         *mapped_per_segment.entry(shmid).or_default() += 1;
     }
+    let ours_of = |shmid: i32| -> u64 {
+        if counted {
+            mapped_per_segment.get(&shmid).copied().unwrap_or(0)
+        } else {
+            mappings.iter().filter(|&&(_, id)| id == shmid).count() as u64
+        }
+    };
     let mut states: IdMap<Option<SegmentState>> = IdMap::default();
-    let mut stat = |shmid: i32| *states.entry(shmid).or_insert_with(|| kernel.stat(shmid));
+    let mut stat = |shmid: i32| {
+        if let Some(&state) = states.get(&shmid) {
+            return state;
+        }
+        let state = kernel.stat(shmid);
+        if states.try_reserve(1).is_ok() {
+            states.insert(shmid, state);
+        }
+        state
+    };
 
     let mut out = Vec::new();
+    let mut notes = Vec::new();
     for (shmid, _) in created {
         let Some(state) = stat(shmid) else {
             continue;
@@ -166,27 +252,25 @@ pub fn findings(registry: &Registry, pid: u32, kernel: &dyn Kernel) -> Vec<Findi
             continue;
         }
         // Our own mappings go away when we exit; anyone else's keep it alive.
-        let ours = mapped_per_segment.get(&shmid).copied().unwrap_or(0);
-        let others = state.nattch.saturating_sub(ours);
+        let others = state.nattch.saturating_sub(ours_of(shmid));
         let (key, size, mode) = (state.key, state.size, state.mode & 0o777);
-        let finding = if others > 0 {
-            Finding::Note {
+        if others > 0 {
+            if notes.try_reserve(1).is_ok() {
+                notes.push(Finding::Note {
+                    shmid,
+                    key,
+                    size,
+                    mode,
+                    others,
+                });
+            }
+        } else if out.try_reserve(1).is_ok() {
+            out.push(Finding::Segment {
                 shmid,
                 key,
                 size,
                 mode,
-                others,
-            }
-        } else {
-            Finding::Segment {
-                shmid,
-                key,
-                size,
-                mode,
-            }
-        };
-        if out.try_reserve(1).is_ok() {
-            out.push(finding);
+            });
         }
     }
     for (addr, a) in own {
@@ -208,7 +292,10 @@ pub fn findings(registry: &Registry, pid: u32, kernel: &dyn Kernel) -> Vec<Findi
             out.push(finding);
         }
     }
-    out.sort_by_key(|f| !f.is_leak());
+    // Leaks first, then notes (a sort would allocate).
+    if out.try_reserve(notes.len()).is_ok() {
+        out.append(&mut notes);
+    }
     out
 }
 
@@ -392,6 +479,32 @@ mod tests {
             parse_sysv_line(b"7f00-7f10 rw-s 00000000 00:01 5 /SYSV00000000"),
             Some((0x7f00, 5))
         );
+    }
+
+    #[test]
+    fn parses_no_access_ranges() {
+        let maps = b"7f0000000000-7f0000001000 ---p 00000000 00:00 0 \n\
+                     7f0000001000-7f0000003000 rw-s 00000000 00:01 32769                      /SYSV00000000 (deleted)\n\
+                     7f0000003000-7f0000004000 ---p 00000000 00:00 0\n\
+                     7f0000005000-7f0000006000 ---p 00001000 08:01 1234                       /usr/lib/libc.so.6\n\
+                     7f0000007000-7f0000008000 r--p 00000000 00:00 0 \n";
+        let m = parse_maps(maps).unwrap();
+        assert_eq!(m.sysv, vec![(0x7f00_0000_1000, 32769)]);
+        assert_eq!(
+            m.no_access,
+            vec![
+                (0x7f00_0000_0000, 0x7f00_0000_1000),
+                (0x7f00_0000_3000, 0x7f00_0000_4000)
+            ]
+        );
+        assert!(m.has_sysv(0x7f00_0000_1000, 32769));
+        assert!(!m.has_sysv(0x7f00_0000_1000, 5));
+        assert!(m.no_access_at(0x7f00_0000_0fff));
+        assert!(m.no_access_at(0x7f00_0000_3000));
+        assert!(!m.no_access_at(0x7f00_0000_1000));
+        assert!(!m.no_access_at(0x7f00_0000_5000));
+        assert!(!m.no_access_at(0x7f00_0000_7000));
+        assert!(!m.no_access_at(0x1000));
     }
 
     #[test]

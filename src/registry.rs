@@ -82,11 +82,23 @@ type IdMap = HashMap<i32, Created, Build>;
 
 const SHARDS: usize = 16;
 
+/// Records are checked against the kernel (stale ones dropped) once their
+/// number reaches twice what was live at the last check, and at least this.
+const PRUNE_MIN: usize = 64;
+
 /// The process's records.
 pub struct Registry {
     shards: [Locked<AddrMap>; SHARDS],
     created: Locked<IdMap>,
     lost: AtomicUsize,
+    /// Attachment records held.
+    attachments: AtomicUsize,
+    /// The number of attachment records at which they are next pruned.
+    attachments_prune_at: AtomicUsize,
+    /// The number of created records at which they are next pruned.
+    created_prune_at: AtomicUsize,
+    /// Guard pages owned by the records.
+    guard_pages: AtomicUsize,
 }
 
 /// The one registry of the process.
@@ -103,7 +115,40 @@ impl Registry {
             shards: [const { Locked::new(HashMap::with_hasher(Build::new())) }; SHARDS],
             created: Locked::new(HashMap::with_hasher(Build::new())),
             lost: AtomicUsize::new(0),
+            attachments: AtomicUsize::new(0),
+            attachments_prune_at: AtomicUsize::new(PRUNE_MIN),
+            created_prune_at: AtomicUsize::new(PRUNE_MIN),
+            guard_pages: AtomicUsize::new(0),
         }
+    }
+
+    /// The guard pages that the records own (`guard_pages=1`).
+    pub fn guard_pages(&self) -> usize {
+        self.guard_pages.load(Ordering::Relaxed)
+    }
+
+    fn gained_guards(&self, bits: u8) {
+        self.guard_pages
+            .fetch_add(bits.count_ones() as usize, Ordering::Relaxed);
+    }
+
+    fn lost_guards(&self, bits: u8) {
+        let n = bits.count_ones() as usize;
+        let _ = self
+            .guard_pages
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |g| {
+                Some(g.saturating_sub(n))
+            });
+    }
+
+    /// An attachment record left the registry.
+    fn gone(&self, a: &Attachment) {
+        self.lost_guards(a.guards);
+        let _ = self
+            .attachments
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
     }
 
     fn shard(&self, addr: usize) -> &Locked<AddrMap> {
@@ -119,20 +164,33 @@ impl Registry {
         self.lost.load(Ordering::Relaxed)
     }
 
-    /// Records a new attachment at `addr`, replacing any stale record there.
-    pub fn attach(&self, addr: usize, attachment: Attachment) {
+    /// Records a new attachment at `addr`. Returns the stale record it
+    /// replaced there, if any (its guard pages are the caller's to release),
+    /// and whether the records are due to be pruned
+    /// ([`Registry::prune_attachments`]): they doubled since the last time.
+    pub fn attach(&self, addr: usize, attachment: Attachment) -> (Option<Attachment>, bool) {
         let mut map = self.shard(addr).lock();
         if map.try_reserve(1).is_err() {
             drop(map);
             self.lose();
-            return;
+            return (None, false);
         }
-        map.insert(addr, attachment);
+        let old = map.insert(addr, attachment);
+        drop(map);
+        self.gained_guards(attachment.guards);
+        if let Some(old) = &old {
+            self.lost_guards(old.guards);
+            return (Some(*old), false);
+        }
+        let n = self.attachments.fetch_add(1, Ordering::Relaxed) + 1;
+        (None, n >= self.attachments_prune_at.load(Ordering::Relaxed))
     }
 
     /// Forgets the attachment at `addr`, returning it.
     pub fn detach(&self, addr: usize) -> Option<Attachment> {
-        self.shard(addr).lock().remove(&addr)
+        let a = self.shard(addr).lock().remove(&addr)?;
+        self.gone(&a);
+        Some(a)
     }
 
     /// Runs `unmap` (the kernel's `shmdt`) with the shard of `addr` locked,
@@ -149,7 +207,77 @@ impl Registry {
     ) -> Result<Option<Attachment>, E> {
         let mut map = self.shard(addr).lock();
         unmap()?;
-        Ok(map.remove(&addr))
+        let a = map.remove(&addr);
+        drop(map);
+        if let Some(a) = &a {
+            self.gone(a);
+        }
+        Ok(a)
+    }
+
+    /// Drops the records of attachments that are gone from the address
+    /// space behind shmguard's back (a raw `shmdt`, `munmap`), returning
+    /// them (for their guard pages) with what `read` returned.
+    ///
+    /// `read` takes a view of the kernel (/proc/self/maps) while every shard
+    /// is locked, so every record checked was made after its mapping
+    /// existed, and no `shmdt` is half-way; `live` then tells, from that
+    /// view, whether a record's mapping is still there. If `read` fails,
+    /// nothing is dropped. Afterwards the next prune is due when the records
+    /// double again: the cost is amortized O(1) per attachment.
+    pub fn prune_attachments<M>(
+        &self,
+        read: impl FnOnce() -> Option<M>,
+        live: impl Fn(&M, usize, &Attachment) -> bool,
+    ) -> Option<(M, Vec<(usize, Attachment)>)> {
+        let mut shards: [_; SHARDS] = core::array::from_fn(|i| self.shards[i].lock());
+        let Some(view) = read() else {
+            self.attachments_prune_at.store(
+                self.attachments.load(Ordering::Relaxed).max(PRUNE_MIN) * 2,
+                Ordering::Relaxed,
+            );
+            return None;
+        };
+        let mut stale = Vec::new();
+        let mut held = 0;
+        for map in &mut shards {
+            map.retain(|&addr, a| {
+                if live(&view, addr, a) || stale.try_reserve(1).is_err() {
+                    return true;
+                }
+                stale.push((addr, *a));
+                false
+            });
+            held += map.len();
+        }
+        for (_, a) in &stale {
+            self.lost_guards(a.guards);
+        }
+        self.attachments.store(held, Ordering::Relaxed);
+        self.attachments_prune_at
+            .store(held.max(PRUNE_MIN / 2) * 2, Ordering::Relaxed);
+        drop(shards);
+        Some((view, stale))
+    }
+
+    /// Takes the guard pages away from every attachment that has some:
+    /// `release` gets each such record (with the guards it owned) under its
+    /// shard's lock and returns the guards it could not release, which the
+    /// record keeps. Returns how many guards were given up.
+    pub fn give_up_guards(&self, mut release: impl FnMut(usize, &Attachment) -> u8) -> usize {
+        let mut n = 0;
+        for shard in &self.shards {
+            for (&addr, a) in shard.lock().iter_mut() {
+                if a.guards != 0 {
+                    let kept = release(addr, a) & a.guards;
+                    let given = a.guards & !kept;
+                    self.lost_guards(given);
+                    a.guards = kept;
+                    n += given.count_ones() as usize;
+                }
+            }
+        }
+        n
     }
 
     /// The attachment that starts at `addr`.
@@ -179,11 +307,13 @@ impl Registry {
                 for (p, bit) in a.guard_pages(addr, page) {
                     if a.guards & bit != 0 && inside(p) {
                         a.guards &= !bit;
+                        self.lost_guards(bit);
                     }
                 }
                 if !inside(addr) {
                     return true;
                 }
+                self.gone(a);
                 if gone.try_reserve(1).is_ok() {
                     gone.push((addr, *a));
                 }
@@ -214,15 +344,48 @@ impl Registry {
         }
     }
 
-    /// Records a segment this process created.
-    pub fn created(&self, shmid: i32, segment: Created) {
+    /// Records a segment this process created. Returns whether the
+    /// records are due to be pruned ([`Registry::prune_created`]): they
+    /// doubled since the last time.
+    pub fn created(&self, shmid: i32, segment: Created) -> bool {
         let mut map = self.created.lock();
         if map.try_reserve(1).is_err() {
             drop(map);
             self.lose();
-            return;
+            return false;
         }
         map.insert(shmid, segment);
+        map.len() >= self.created_prune_at.load(Ordering::Relaxed)
+    }
+
+    /// Drops the records of created segments for which `live` says no (the
+    /// segment was removed by another process, or its shmid now belongs to
+    /// another segment), collecting their shmids in `dropped` as far as
+    /// memory allows. The next prune is due when the records double again,
+    /// so the cost is amortized O(1) per creation and the records stay
+    /// within twice what is live.
+    pub fn prune_created(
+        &self,
+        mut live: impl FnMut(i32, &Created) -> bool,
+        dropped: &mut Vec<i32>,
+    ) {
+        let mut map = self.created.lock();
+        map.retain(|&id, c| {
+            if live(id, c) {
+                return true;
+            }
+            if dropped.try_reserve(1).is_ok() {
+                dropped.push(id);
+            }
+            false
+        });
+        self.created_prune_at
+            .store(map.len().max(PRUNE_MIN / 2) * 2, Ordering::Relaxed);
+    }
+
+    /// The number of created records held.
+    pub fn created_count(&self) -> usize {
+        self.created.lock().len()
     }
 
     /// The segment was marked with `IPC_RMID`: it is no longer a leak.

@@ -183,7 +183,9 @@ pub fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, Error> {
                         mode: (flags & 0o777) as u32,
                         pid: runtime::pid(),
                     };
-                    REGISTRY.created(id, segment);
+                    if REGISTRY.created(id, segment) {
+                        prune_created();
+                    }
                     stacks::record(stacks::Owner::Segment(id));
                 });
             }
@@ -197,6 +199,42 @@ pub fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, Error> {
         (Err(errno), _) => Err(failed(call(), errno, || {
             diagnose::shmget(&Live, errno, key, size, flags)
         })),
+    }
+}
+
+/// Drops the records of created segments that are gone (removed by
+/// another process, or their shmid reused by another creator) or marked
+/// for removal: one `IPC_STAT` per record, when the records doubled since
+/// the last time (see `Registry::prune_created`).
+fn prune_created() {
+    let mut dropped = Vec::new();
+    REGISTRY.prune_created(
+        |shmid, c| match sys::shm_stat(shmid) {
+            Ok(ds) => {
+                u32::from(ds.shm_perm.mode) & sys::SHM_DEST == 0 && ds.shm_cpid as u32 == c.pid
+            }
+            // Only a segment known to be gone is dropped (not EACCES).
+            Err(e) => e != libc::EINVAL && e != libc::EIDRM,
+        },
+        &mut dropped,
+    );
+    for shmid in dropped {
+        stacks::forget(stacks::Owner::Segment(shmid));
+    }
+}
+
+/// Drops the records of attachments that went away behind our back (a raw
+/// `shmdt`, `munmap`), releasing their guard pages: once the records
+/// doubled since the last time (see `Registry::prune_attachments`).
+fn prune_attachments() {
+    let Some((maps, stale)) =
+        REGISTRY.prune_attachments(guard::read_maps, |m, addr, a| m.has_sysv(addr, a.shmid))
+    else {
+        return;
+    };
+    for (addr, a) in &stale {
+        guard::release_stale(*addr, a, Some(&maps), (0, 0));
+        stacks::forget(stacks::Owner::Attachment(*addr));
     }
 }
 
@@ -221,6 +259,14 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
     let result = match guarded {
         Some((at, _)) => Ok(at),
         None => sys::shmat(shmid, addr, flags),
+    };
+    // Out of mappings (or address space) while guard pages hold some: give
+    // them up and try again, so that guards never make a call fail.
+    let result = match result {
+        Err(libc::ENOMEM) if REGISTRY.guard_pages() > 0 && fail_open(false, guard::give_up) => {
+            sys::shmat(shmid, addr, flags)
+        }
+        result => result,
     };
     match result {
         Ok(at) => {
@@ -249,8 +295,19 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
                         None => 0,
                     },
                 };
-                REGISTRY.attach(at, attachment);
+                let (stale, prune) = REGISTRY.attach(at, attachment);
+                if let Some(old) = stale {
+                    // The attachment recorded here went away behind our
+                    // back: release its guards, not the new ones.
+                    let page = sys::page_size();
+                    let end = at.saturating_add(size.div_ceil(page) * page);
+                    let keep = (at.saturating_sub(page), end.saturating_add(page));
+                    guard::release_stale(at, &old, None, keep);
+                }
                 stacks::record(stacks::Owner::Attachment(at));
+                if prune {
+                    prune_attachments();
+                }
                 size
             });
             let extra = Extra {
@@ -296,7 +353,9 @@ pub fn shmdt(addr: usize) -> Result<(), Error> {
                 // The kernel has no attachment here although we recorded
                 // one: the record is stale (see diagnose::shmdt). Forget it.
                 fail_open((), || {
-                    REGISTRY.detach(addr);
+                    if let Some(a) = REGISTRY.detach(addr) {
+                        guard::release_stale(addr, &a, None, (0, 0));
+                    }
                     stacks::forget(stacks::Owner::Attachment(addr));
                 });
             }
@@ -430,9 +489,23 @@ fn ext_error(errno: Errno, args: fmt::Arguments<'_>) -> Error {
     Error { errno, detail }
 }
 
+/// The error of an extension function called from a signal handler that
+/// interrupted shmguard in the same thread: the records are in use (maybe
+/// locked) by the interrupted call, so it cannot wait for them.
+fn busy() -> Error {
+    ext_error(
+        libc::EAGAIN,
+        format_args!(
+            "called from a signal handler that interrupted shmguard in this thread: the records are busy, try again later"
+        ),
+    )
+}
+
 /// `shmguard_attachment_size`.
 pub fn attachment_size(addr: usize) -> Result<usize, Error> {
-    let _inside = runtime::enter();
+    let Some(_inside) = runtime::enter() else {
+        return Err(busy());
+    };
     REGISTRY
         .get(addr)
         .and_then(|a| known_size(addr, &a))
@@ -453,7 +526,9 @@ pub fn checked_range(
     write: bool,
     buffer_is_null: bool,
 ) -> Result<usize, Error> {
-    let _inside = runtime::enter();
+    let Some(_inside) = runtime::enter() else {
+        return Err(busy());
+    };
     let what = if write {
         "shmguard_copy_to"
     } else {
@@ -520,12 +595,41 @@ impl leak::Kernel for LiveKernel {
     }
 }
 
-/// What this process would be reported for if it exited now.
-pub fn findings() -> Vec<Finding> {
-    let _inside = runtime::enter();
+/// What this process would be reported for if it exited now, or `None`
+/// when this thread is already inside shmguard (a signal handler
+/// interrupted one of our calls, whose records may be locked).
+pub fn findings() -> Option<Vec<Finding>> {
+    let _inside = runtime::enter()?;
+    Some(findings_inside())
+}
+
+/// [`findings`], the caller being inside shmguard.
+fn findings_inside() -> Vec<Finding> {
     fail_open(Vec::new(), || {
-        leak::findings(&REGISTRY, sys::getpid(), &LiveKernel)
+        let me = sys::getpid();
+        if me != runtime::pid() {
+            // A child made without the fork handlers (`_Fork`, a raw
+            // `clone`): every record it holds, even one it made itself
+            // under the stale pid, is counted as inherited. Never report
+            // the parent's records as this process's leaks.
+            return Vec::new();
+        }
+        leak::findings(&REGISTRY, me, &LiveKernel)
     })
+}
+
+/// `shmguard_leak_count`: `None` when this thread is already inside
+/// shmguard.
+pub fn leak_count() -> Option<usize> {
+    let _inside = runtime::enter()?;
+    Some(leak::leak_count(&findings_inside()))
+}
+
+/// `shmguard_leak_report`: the number of leaks written to `fd`, or `None`
+/// when this thread is already inside shmguard.
+pub fn leak_report(fd: i32) -> Option<usize> {
+    let _inside = runtime::enter()?;
+    Some(write_report(fd, &findings_inside()))
 }
 
 /// Writes the leak report to `fd`; returns the number of leaks.
@@ -558,18 +662,24 @@ pub fn write_report(fd: i32, findings: &[Finding]) -> usize {
     leak::leak_count(findings)
 }
 
-/// The exit check, run from the library's destructor: after the program's
-/// `atexit` handlers and destructors, and only on a normal exit.
-pub fn at_exit() {
+/// The exit check, run once the whole teardown of the program is done
+/// (see `ffi::on_unload`): after every `atexit` handler and every library's
+/// destructor, and only on a normal exit. Returns the status the process
+/// must exit with instead of its own (`exitcode=N` and a leak), if any: the
+/// caller flushes stdio and exits with it.
+pub fn at_exit() -> Option<i32> {
     if !runtime::active() {
-        return; // no call was made: nothing to check
+        return None; // no call was made: nothing to check
     }
     let options = runtime::options();
     if !options.leak_check && !audit::enabled() {
-        return;
+        return None;
     }
+    // exit() called from a signal handler that interrupted shmguard: the
+    // records may be locked by the interrupted call.
+    let _inside = runtime::enter()?;
     let saved = sys::errno();
-    let findings = findings();
+    let findings = findings_inside();
     let leaks = leak::leak_count(&findings);
     // Leaks, and notes of segments left to other processes, are reported;
     // a process that leaves nothing behind prints nothing.
@@ -578,9 +688,8 @@ pub fn at_exit() {
     }
     fail_open((), || audit::exit(&findings));
     sys::set_errno(saved);
-    if options.leak_check && leaks > 0 && options.exitcode != 0 {
-        sys::flush_and_exit(i32::from(options.exitcode));
-    }
+    (options.leak_check && leaks > 0 && options.exitcode != 0)
+        .then_some(i32::from(options.exitcode))
 }
 
 #[cfg(test)]
@@ -641,6 +750,7 @@ mod tests {
         assert_eq!(sys::shm_stat(seg.0).unwrap().shm_nattch, 1);
         assert!(
             findings()
+                .unwrap()
                 .iter()
                 .any(|f| matches!(f, Finding::Attachment { addr, .. } if *addr == at))
         );
@@ -676,9 +786,59 @@ mod tests {
         shmctl(seg.0, libc::IPC_RMID, 0).expect("rmid");
         assert!(
             !findings()
+                .unwrap()
                 .iter()
                 .any(|f| matches!(f, Finding::Segment { shmid, .. } if *shmid == seg.0))
         );
+    }
+
+    /// Records of segments that another process removed (here: a raw
+    /// IPC_RMID behind shmguard's back) are pruned: their number stays
+    /// bounded by what is live, not by what was ever created.
+    #[test]
+    #[cfg_attr(miri, ignore = "System V shm is not emulated by Miri")]
+    fn records_of_segments_removed_behind_our_back_are_pruned() {
+        let kept = Segment(shmget(libc::IPC_PRIVATE, 1, 0o600).expect("create"));
+        for _ in 0..3_000 {
+            let id = shmget(libc::IPC_PRIVATE, 1, 0o600).expect("create");
+            sys::shm_rmid(id).expect("raw IPC_RMID");
+        }
+        let held = REGISTRY.created_count();
+        // Other tests of this binary may hold a few records of their own.
+        assert!(held < 200, "{held} records held for 1 live segment");
+        let mut found = false;
+        REGISTRY.for_each_created(|id, _| found |= id == kept.0);
+        assert!(found, "the live segment's record was pruned");
+    }
+
+    /// Records of attachments that went away behind shmguard's back (a raw
+    /// shmdt) are pruned likewise.
+    #[test]
+    #[cfg_attr(miri, ignore = "System V shm is not emulated by Miri")]
+    fn records_of_attachments_removed_behind_our_back_are_pruned() {
+        let seg = Segment(sys::shmget(libc::IPC_PRIVATE, 1, 0o600).expect("create"));
+        let kept = shmat(seg.0, 0, 0).expect("attach");
+        // A placeholder mapping takes each hole, so that every attachment
+        // gets a new address (a record at a reused address is replaced).
+        let page = sys::page_size();
+        let mut placeholders = Vec::new();
+        for _ in 0..3_000 {
+            let at = shmat(seg.0, 0, 0).expect("attach");
+            sys::shmdt(at).expect("raw shmdt");
+            placeholders.push(sys::reserve(page).expect("placeholder"));
+        }
+        for p in placeholders {
+            sys::release(p, page);
+        }
+        let mut held = 0;
+        let mut found = false;
+        REGISTRY.for_each_attachment(|addr, _| {
+            held += 1;
+            found |= addr == kept;
+        });
+        assert!(held < 200, "{held} attachment records held for 1 live one");
+        assert!(found, "the live attachment's record was pruned");
+        shmdt(kept).expect("detach");
     }
 
     #[test]

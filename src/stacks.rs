@@ -50,9 +50,26 @@ pub fn record(owner: Owner) {
     }
 }
 
+/// Whether the heap can give `bytes` now. std's backtraces allocate
+/// without a fallible path (an exhausted heap aborts the process), so a
+/// capture or a resolution is skipped when this much cannot be had: the
+/// report then lacks that stack. A heuristic, not a guarantee.
+fn heap_has(bytes: usize) -> bool {
+    let mut probe: Vec<u8> = Vec::new();
+    probe.try_reserve_exact(bytes).is_ok()
+}
+
+/// Room for capturing a stack (a few hundred bytes per frame).
+const CAPTURE_ROOM: usize = 256 << 10;
+/// Room for resolving one (std loads the debug info of each object).
+const RESOLVE_ROOM: usize = 64 << 20;
+
 #[cold]
 #[inline(never)]
 fn record_now(owner: Owner) {
+    if !heap_has(CAPTURE_ROOM) {
+        return;
+    }
     let trace = {
         let _capturing = CAPTURE.lock();
         Backtrace::force_capture()
@@ -67,7 +84,7 @@ fn record_now(owner: Owner) {
 /// A stack for an event that is not stored (a policy finding): its
 /// resolved frames, now.
 pub fn here() -> Vec<String> {
-    if !enabled() {
+    if !enabled() || !heap_has(RESOLVE_ROOM) {
         return Vec::new();
     }
     let text = {
@@ -95,7 +112,7 @@ fn forget_now(owner: Owner) {
 
 /// The resolved frames of `owner`'s stack, the caller's first.
 pub fn frames(owner: Owner) -> Vec<String> {
-    if !enabled() {
+    if !enabled() || !heap_has(RESOLVE_ROOM) {
         return Vec::new();
     }
     let text = {

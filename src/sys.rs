@@ -381,6 +381,37 @@ pub fn read_file(path: &core::ffi::CStr, out: &mut Vec<u8>) -> Result<(), Errno>
     result
 }
 
+/// The number of lines of a file such as /proc/self/maps, read through a
+/// stack buffer (no allocation); `None` if it cannot be read.
+pub fn count_lines(path: &core::ffi::CStr) -> Option<usize> {
+    let saved = errno();
+    // SAFETY: `path` is a valid C string.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        set_errno(saved);
+        return None;
+    }
+    let mut buf = [0u8; 4096];
+    let mut lines = 0;
+    let result = loop {
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast::<c_void>(), buf.len()) };
+        match n {
+            0 => break Some(lines),
+            n if n < 0 => {
+                if errno() != libc::EINTR {
+                    break None;
+                }
+            }
+            n => lines += buf[..n as usize].iter().filter(|&&b| b == b'\n').count(),
+        }
+    };
+    // SAFETY: `fd` is ours and open.
+    unsafe { libc::close(fd) };
+    set_errno(saved);
+    result
+}
+
 /// Reads a number from a one-line /proc file such as `/proc/sys/kernel/shmmax`.
 pub fn read_number(path: &core::ffi::CStr) -> Option<u64> {
     let mut buf = Vec::new();
@@ -464,8 +495,28 @@ pub fn secure() -> bool {
     secure
 }
 
-/// Flushes stdio and ends the process with `code`, skipping the remaining
-/// exit handlers (used by the `exitcode` option from the exit check).
+unsafe extern "C" {
+    /// glibc's registration of exit handlers (what `atexit` uses), here
+    /// with no DSO handle so that no `__cxa_finalize` runs it early.
+    fn __cxa_atexit(
+        func: extern "C" fn(*mut c_void, c_int),
+        arg: *mut c_void,
+        dso: *mut c_void,
+    ) -> c_int;
+}
+
+/// Registers `func` to run at exit after the handlers already registered
+/// (exit runs them last in, first out, and starts over when a handler
+/// registers a new one); false if glibc refused (exit already past its
+/// handlers, or no memory).
+pub fn register_exit_handler(func: extern "C" fn(*mut c_void, c_int)) -> bool {
+    // SAFETY: `func` lives as long as the process (the library is never
+    // unloaded: -z nodelete); a NULL argument and DSO handle are allowed.
+    unsafe { __cxa_atexit(func, core::ptr::null_mut(), core::ptr::null_mut()) == 0 }
+}
+
+/// Flushes stdio and ends the process with `code` (the `exitcode` option,
+/// from the exit check, which runs after every other exit handler).
 pub fn flush_and_exit(code: c_int) -> ! {
     // SAFETY: fflush(NULL) flushes every stdio stream; _exit never returns.
     unsafe {
@@ -611,47 +662,144 @@ pub fn reserve(len: usize) -> Result<usize, Errno> {
 }
 
 /// Unmaps `[addr, addr + len)`, which must be a guard range shmguard made.
-pub fn release(addr: usize, len: usize) {
+/// False if the kernel refused (`ENOMEM`: unmapping the middle of a
+/// mapping needs one more map entry, and there is none left).
+pub fn release(addr: usize, len: usize) -> bool {
+    let saved = errno();
     // SAFETY: callers pass only ranges they reserved with `reserve` and
     // that hold no attachment (see guard.rs).
-    unsafe { libc::munmap(addr as *mut c_void, len) };
+    let ok = unsafe { libc::munmap(addr as *mut c_void, len) } == 0;
+    set_errno(saved);
+    ok
 }
 
-/// The previous SIGSEGV disposition, saved when ours was installed.
+/// The SIGSEGV disposition the program had before ours, stored before ours
+/// is installed (a fault in between finds it).
 static PREVIOUS_SEGV: std::sync::OnceLock<libc::sigaction> = std::sync::OnceLock::new();
+/// The guard-page reporter: given the address of a kernel fault, reports it
+/// if it lies in a guard page.
+static ON_FAULT: std::sync::OnceLock<fn(usize)> = std::sync::OnceLock::new();
 
-/// Installs `on_fault` as the SIGSEGV handler (guard pages). It receives
-/// the faulting address; whatever it returns, the previous disposition is
-/// restored and the fault repeats, so the program dies (or its own handler
-/// runs) as it would have without shmguard.
+/// Installs a SIGSEGV handler for guard pages. `on_fault` sees the address
+/// of every real fault (`si_code > 0`: raised by the kernel for an access,
+/// not sent with `kill`, `raise` or `sigqueue`) and reports it if it lies in
+/// a guard page. Then, and for every other SIGSEGV, the signal goes to the
+/// disposition the program had before, exactly as without shmguard: its
+/// handler runs (with its own mask and flags), `SIG_IGN` ignores a sent
+/// signal, and `SIG_DFL` kills the process with SIGSEGV.
 pub fn install_segv_handler(on_fault: fn(usize)) {
-    static ON_FAULT: std::sync::OnceLock<fn(usize)> = std::sync::OnceLock::new();
-    extern "C" fn handler(_sig: c_int, info: *mut libc::siginfo_t, _ctx: *mut c_void) {
-        // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-        let addr = unsafe { (*info).si_addr() } as usize;
-        if let Some(f) = ON_FAULT.get() {
-            f(addr);
-        }
-        if let Some(prev) = PREVIOUS_SEGV.get() {
-            // SAFETY: restores the disposition saved at installation.
-            unsafe { libc::sigaction(libc::SIGSEGV, prev, core::ptr::null_mut()) };
-        }
-    }
     if ON_FAULT.set(on_fault).is_err() {
         return;
     }
     // SAFETY: sigaction is plain old data; all-zero is a valid start.
-    let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
-    action.sa_sigaction = handler as *const () as usize;
-    action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
-    // SAFETY: as above.
     let mut previous: libc::sigaction = unsafe { core::mem::zeroed() };
-    // SAFETY: both structs are valid; the handler only reads siginfo,
-    // formats into stack buffers, writes to stderr and calls sigaction,
-    // all async-signal-safe.
-    if unsafe { libc::sigaction(libc::SIGSEGV, &action, &mut previous) } == 0 {
-        let _ = PREVIOUS_SEGV.set(previous);
+    // SAFETY: a query only (no new action); `previous` is writable.
+    if unsafe { libc::sigaction(libc::SIGSEGV, core::ptr::null(), &mut previous) } != 0 {
+        return;
     }
+    // Stored before ours is installed: our handler never runs without it.
+    if PREVIOUS_SEGV.set(previous).is_err() {
+        return;
+    }
+    // SAFETY: as above.
+    let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
+    action.sa_sigaction = segv_handler as *const () as usize;
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
+    // SAFETY: `action` is valid; the handler is async-signal-safe (it reads
+    // siginfo, formats into stack buffers, writes to stderr, and calls
+    // sigaction, pthread_sigmask, tgkill and the program's own handler).
+    unsafe { libc::sigaction(libc::SIGSEGV, &action, core::ptr::null_mut()) };
+}
+
+extern "C" fn segv_handler(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    let saved = errno();
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler
+    // (and a program that calls it by hand passes its own, or NULL).
+    let (code, addr) = match unsafe { info.as_ref() } {
+        // SAFETY: si_addr is meaningful for SIGSEGV; we only read it.
+        Some(i) => (i.si_code, unsafe { i.si_addr() } as usize),
+        None => (0, 0),
+    };
+    let fault = code > 0;
+    if fault {
+        if let Some(f) = ON_FAULT.get() {
+            f(addr);
+        }
+    }
+    forward_segv(sig, info, ctx, fault);
+    set_errno(saved);
+}
+
+/// Sets SIGSEGV's disposition to `SIG_DFL`.
+fn segv_default() {
+    // SAFETY: sigaction is plain old data; all-zero is SIG_DFL, no flags.
+    let dfl: libc::sigaction = unsafe { core::mem::zeroed() };
+    // SAFETY: `dfl` is a valid action.
+    unsafe { libc::sigaction(libc::SIGSEGV, &dfl, core::ptr::null_mut()) };
+}
+
+/// Hands a SIGSEGV to the disposition saved at installation, as the kernel
+/// would have delivered it. `fault`: raised by the kernel for an access,
+/// which repeats when the handler returns.
+fn forward_segv(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void, fault: bool) {
+    let previous = PREVIOUS_SEGV.get();
+    let handler = previous.map_or(libc::SIG_DFL, |p| p.sa_sigaction);
+    if handler == libc::SIG_DFL || (handler == libc::SIG_IGN && fault) {
+        // The default action. A fault cannot be ignored either: the kernel
+        // then kills with SIGSEGV. The fault repeats on return; a sent
+        // signal is sent again, now to the default action.
+        segv_default();
+        if !fault {
+            // SAFETY: tgkill to this very thread; SIGSEGV is not blocked
+            // here (our handler runs with SA_NODEFER), so it kills now.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_tgkill,
+                    libc::getpid(),
+                    libc::syscall(libc::SYS_gettid),
+                    sig,
+                )
+            };
+        }
+        return;
+    }
+    if handler == libc::SIG_IGN {
+        return;
+    }
+    let Some(previous) = previous else { return };
+    // Run the program's handler as the kernel would: its mask (and SIGSEGV
+    // itself unless SA_NODEFER) blocked during the call, SA_RESETHAND
+    // honoured.
+    let mut mask = previous.sa_mask;
+    // SAFETY: sigset_t is plain old data; all-zero is a valid start.
+    let mut old: libc::sigset_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `mask` and `old` are valid signal sets.
+    unsafe {
+        if previous.sa_flags & libc::SA_NODEFER == 0 {
+            libc::sigaddset(&mut mask, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &mask, &mut old);
+    }
+    if previous.sa_flags & libc::SA_RESETHAND != 0 {
+        segv_default();
+    }
+    if previous.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the program installed this address as an SA_SIGINFO
+        // handler, which takes (int, siginfo_t *, void *).
+        let f = unsafe {
+            core::mem::transmute::<usize, extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void)>(
+                handler,
+            )
+        };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: the program installed this address as a plain handler,
+        // which takes (int).
+        let f = unsafe { core::mem::transmute::<usize, extern "C" fn(c_int)>(handler) };
+        f(sig);
+    }
+    // SAFETY: `old` is the mask this thread had on entry.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
 }
 
 #[cfg(test)]

@@ -11,8 +11,9 @@
 //! - `x_policy.c`, `x_guard.c`, `x_fault.c`, `x_stacks.c` (the options) and
 //!   `x_stress.c`, `x_hostile.c`, `x_log.c` (load, signals, fork/exec, hostile
 //!   environments, the audit log under attack), `x_priv.c` (privileged
-//!   processes, start-up races, escaped output): one run per entry of
-//!   [`OPTION_RUNS`] (program, argument, `SHMGUARD_OPTIONS`), linked and
+//!   processes, start-up races, escaped output), `x_safety.c` (how a
+//!   program dies, signal handlers, guard page budgets): one run per entry
+//!   of [`OPTION_RUNS`] (program, argument, `SHMGUARD_OPTIONS`), linked and
 //!   preloaded; each program
 //!   checks itself (running itself again where it needs its own stderr or
 //!   audit log), and a run passes if it exits 0 with nothing on stderr.
@@ -145,6 +146,14 @@ const OPTION_RUNS: &[(&str, &str, &str)] = &[
     ("x_log", "taken", ""),
     ("x_log", "aslimit", ""),
     ("x_log", "ext2", ""),
+    ("x_safety", "segv_raise", "guard_pages=1"),
+    ("x_safety", "segv_kill", "guard_pages=1"),
+    ("x_safety", "segv_siginfo", "guard_pages=1"),
+    ("x_safety", "segv_ign", "guard_pages=1"),
+    ("x_safety", "ext_in_handler", ""),
+    ("x_safety", "guard_unmapped", "guard_pages=1"),
+    ("x_safety", "guard_map_count", "guard_pages=1"),
+    ("x_safety", "raw_fork", ""),
 ];
 
 /// The long runs (`SHMGUARD_SUITE=stress`), as in `run.sh`'s `stress_runs`:
@@ -175,6 +184,7 @@ const OPTION_PROGRAMS: &[&str] = &[
     "x_hostile",
     "x_priv",
     "x_log",
+    "x_safety",
 ];
 
 /// Whether `SHMGUARD_SKIP` names the run `name` (or its program); says so.
