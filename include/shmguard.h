@@ -37,6 +37,10 @@ int shmguard_shmget(key_t key, size_t size, int shmflg);
  Same arguments, result and errno as `shmat(2)`. On failure returns
  `(void *)-1`, never NULL (NULL is a valid result when a segment is
  attached at address 0).
+
+ # Safety
+ `SHM_REMAP` replaces whatever `shmaddr` maps, and the new mapping may be
+ shared with other processes: the caller must own the range it names.
  */
 void *shmguard_shmat(int shmid, const void *shmaddr, int shmflg);
 
@@ -44,6 +48,9 @@ void *shmguard_shmat(int shmid, const void *shmaddr, int shmflg);
  Detaches the attachment that starts at `shmaddr`.
 
  Same result and errno as `shmdt(2)`: 0, or -1 with errno set.
+
+ # Safety
+ The attachment's memory is unmapped: nothing may still refer to it.
  */
 int shmguard_shmdt(const void *shmaddr);
 
@@ -52,6 +59,11 @@ int shmguard_shmdt(const void *shmaddr);
 
  Same arguments, result and errno as `shmctl(2)`; `buf` goes to the kernel
  untouched, so an invalid buffer fails with `EFAULT` as with libc.
+
+ # Safety
+ The kernel writes through `buf` for the commands that return data
+ (`IPC_STAT`, `SHM_STAT`, `IPC_INFO`, ...): it must be NULL or point to
+ memory the caller owns, large enough for what `cmd` returns.
  */
 int shmguard_shmctl(int shmid, int cmd, struct shmid_ds *buf);
 

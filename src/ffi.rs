@@ -56,8 +56,12 @@ pub extern "C" fn shmguard_shmget(key: key_t, size: size_t, shmflg: c_int) -> c_
 /// Same arguments, result and errno as `shmat(2)`. On failure returns
 /// `(void *)-1`, never NULL (NULL is a valid result when a segment is
 /// attached at address 0).
+///
+/// # Safety
+/// `SHM_REMAP` replaces whatever `shmaddr` maps, and the new mapping may be
+/// shared with other processes: the caller must own the range it names.
 #[unsafe(no_mangle)]
-pub extern "C" fn shmguard_shmat(
+pub unsafe extern "C" fn shmguard_shmat(
     shmid: c_int,
     shmaddr: *const c_void,
     shmflg: c_int,
@@ -74,8 +78,11 @@ pub extern "C" fn shmguard_shmat(
 /// Detaches the attachment that starts at `shmaddr`.
 ///
 /// Same result and errno as `shmdt(2)`: 0, or -1 with errno set.
+///
+/// # Safety
+/// The attachment's memory is unmapped: nothing may still refer to it.
 #[unsafe(no_mangle)]
-pub extern "C" fn shmguard_shmdt(shmaddr: *const c_void) -> c_int {
+pub unsafe extern "C" fn shmguard_shmdt(shmaddr: *const c_void) -> c_int {
     let saved = SavedErrno::save();
     finish(
         saved,
@@ -88,8 +95,17 @@ pub extern "C" fn shmguard_shmdt(shmaddr: *const c_void) -> c_int {
 ///
 /// Same arguments, result and errno as `shmctl(2)`; `buf` goes to the kernel
 /// untouched, so an invalid buffer fails with `EFAULT` as with libc.
+///
+/// # Safety
+/// The kernel writes through `buf` for the commands that return data
+/// (`IPC_STAT`, `SHM_STAT`, `IPC_INFO`, ...): it must be NULL or point to
+/// memory the caller owns, large enough for what `cmd` returns.
 #[unsafe(no_mangle)]
-pub extern "C" fn shmguard_shmctl(shmid: c_int, cmd: c_int, buf: *mut libc::shmid_ds) -> c_int {
+pub unsafe extern "C" fn shmguard_shmctl(
+    shmid: c_int,
+    cmd: c_int,
+    buf: *mut libc::shmid_ds,
+) -> c_int {
     let saved = SavedErrno::save();
     finish(saved, shm::shmctl(shmid, cmd, buf.expose_provenance()), -1)
 }
@@ -118,21 +134,33 @@ pub extern "C" fn shmget(key: key_t, size: size_t, shmflg: c_int) -> c_int {
 }
 
 /// Drop-in `shmat`, the same as [`shmguard_shmat`].
+///
+/// # Safety
+/// As for [`shmguard_shmat`].
 #[unsafe(no_mangle)]
-pub extern "C" fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> *mut c_void {
-    shmguard_shmat(shmid, shmaddr, shmflg)
+pub unsafe extern "C" fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> *mut c_void {
+    // SAFETY: the caller upholds shmguard_shmat's contract.
+    unsafe { shmguard_shmat(shmid, shmaddr, shmflg) }
 }
 
 /// Drop-in `shmdt`, the same as [`shmguard_shmdt`].
+///
+/// # Safety
+/// As for [`shmguard_shmdt`].
 #[unsafe(no_mangle)]
-pub extern "C" fn shmdt(shmaddr: *const c_void) -> c_int {
-    shmguard_shmdt(shmaddr)
+pub unsafe extern "C" fn shmdt(shmaddr: *const c_void) -> c_int {
+    // SAFETY: the caller upholds shmguard_shmdt's contract.
+    unsafe { shmguard_shmdt(shmaddr) }
 }
 
 /// Drop-in `shmctl`, the same as [`shmguard_shmctl`].
+///
+/// # Safety
+/// As for [`shmguard_shmctl`].
 #[unsafe(no_mangle)]
-pub extern "C" fn shmctl(shmid: c_int, cmd: c_int, buf: *mut libc::shmid_ds) -> c_int {
-    shmguard_shmctl(shmid, cmd, buf)
+pub unsafe extern "C" fn shmctl(shmid: c_int, cmd: c_int, buf: *mut libc::shmid_ds) -> c_int {
+    // SAFETY: the caller upholds shmguard_shmctl's contract.
+    unsafe { shmguard_shmctl(shmid, cmd, buf) }
 }
 
 /// Drop-in `ftok`, the same as [`shmguard_ftok`].

@@ -12,30 +12,69 @@
 //!
 //! `unsafe` lives only in `sys`, `lock`, `logfile` and `ffi`; every other
 //! module forbids it.
+//!
+//! The crate's Rust interface is the C one, [`ffi`]: the modules above are
+//! private, so safe Rust cannot reach the kernel layer, the locks or the
+//! registry, and every export that takes a raw address or a descriptor is
+//! an `unsafe fn`. Safe code cannot make the kernel write through, or
+//! unmap, memory it does not own:
+//!
+//! ```compile_fail,E0603
+//! // The kernel layer is private.
+//! let _ = shmguard::sys::shmctl(0, libc::IPC_STAT, 0x1000);
+//! ```
+//!
+//! ```compile_fail,E0603
+//! // So are the locks and their fork protocol.
+//! let lock = shmguard::lock::Locked::new(0);
+//! ```
+//!
+//! ```compile_fail,E0133
+//! // Writing a shmid_ds through any pointer takes `unsafe`.
+//! shmguard::ffi::shmguard_shmctl(0, libc::IPC_STAT, 0x1000 as *mut libc::shmid_ds);
+//! ```
+//!
+//! ```compile_fail,E0133
+//! // So does unmapping an address, or mapping over one.
+//! shmguard::ffi::shmdt(core::ptr::null());
+//! ```
+//!
+//! ```compile_fail,E0133
+//! shmguard::ffi::shmat(0, core::ptr::null(), 0);
+//! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 // `Error` carries its sentence inline (about 500 bytes) so that a failure
 // never needs the heap; the success path only writes the discriminant.
 #![allow(clippy::result_large_err)]
 
-pub mod audit;
-pub mod diagnose;
-pub mod error;
-pub mod event;
-pub mod fault;
+mod audit;
+mod diagnose;
+mod error;
+mod event;
+mod fault;
 pub mod ffi;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod guard;
-pub mod leak;
-pub mod lock;
-pub mod logfile;
-pub mod options;
-pub mod policy;
-pub mod registry;
-pub mod runtime;
-pub mod shm;
-pub mod stacks;
-pub mod sys;
+mod guard;
+mod leak;
+mod lock;
+mod logfile;
+mod options;
+mod policy;
+mod registry;
+mod runtime;
+mod shm;
+mod stacks;
+mod sys;
+
+/// What the `shmguard` command and the tests share with the library: the
+/// parser of `/proc/sysvipc/shm` and removing a segment. Not a stable
+/// interface; every item is safe to call.
+#[doc(hidden)]
+pub mod support {
+    pub use crate::diagnose::{SegmentRow, parse_segments};
+    pub use crate::sys::{Errno, shm_rmid};
+}
 
 /// Runs `f`, returning `fallback` if it panics: bookkeeping must never
 /// change a call's result or unwind into C.

@@ -62,7 +62,7 @@ struct Segment(i32);
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        let _ = shmguard::sys::shm_rmid(self.0);
+        let _ = shmguard::support::shm_rmid(self.0);
     }
 }
 
@@ -76,10 +76,14 @@ fn workload() {
     match which.as_str() {
         "known" => {
             let id = ffi::shmguard_shmget(libc::IPC_PRIVATE, 8192, 0o600);
-            let at = ffi::shmguard_shmat(id, std::ptr::null(), libc::SHM_RDONLY);
+            // SAFETY: the kernel chooses the address; nothing else refers
+            // to the attachment when it is detached; IPC_RMID takes no buffer.
+            let at = unsafe { ffi::shmguard_shmat(id, std::ptr::null(), libc::SHM_RDONLY) };
             assert_eq!(ffi::shmguard_shmget(libc::IPC_PRIVATE, 0, 0o600), -1);
-            ffi::shmguard_shmdt(at);
-            ffi::shmguard_shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
+            unsafe {
+                ffi::shmguard_shmdt(at);
+                ffi::shmguard_shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
+            }
             // libtest may print its own text on the same line: mark ours.
             writeln!(out, "\n@@id {id}").unwrap();
         }
@@ -87,7 +91,8 @@ fn workload() {
             // Each line on stdout is written after the call returned.
             for i in 0.. {
                 let id = ffi::shmguard_shmget(libc::IPC_PRIVATE, 4096, 0o600);
-                ffi::shmguard_shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
+                // SAFETY: IPC_RMID takes no buffer.
+                unsafe { ffi::shmguard_shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
                 writeln!(out, "\n@@ret {i}").unwrap();
                 out.flush().unwrap();
                 if i == 200 {

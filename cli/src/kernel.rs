@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use shmguard::diagnose::SegmentRow;
+pub use shmguard::support::SegmentRow;
 
 use crate::os;
 
@@ -19,7 +19,7 @@ pub const SHM_LOCKED: u32 = 0o2000;
 /// The kernel's segments, in the order /proc lists them.
 pub fn segments() -> io::Result<Vec<SegmentRow>> {
     let text = fs::read("/proc/sysvipc/shm")?;
-    Ok(shmguard::diagnose::parse_segments(&text))
+    Ok(shmguard::support::parse_segments(&text))
 }
 
 /// Seconds since the Unix epoch, now.

@@ -150,7 +150,7 @@ impl Drop for Segments {
         for &id in &self.0 {
             // Removal as root reaches other users' segments too; EINVAL
             // means it is gone already.
-            let _ = shmguard::sys::shm_rmid(id);
+            let _ = shmguard::support::shm_rmid(id);
         }
     }
 }
