@@ -384,6 +384,7 @@ impl Registry {
     }
 
     /// The number of created records held.
+    #[cfg(test)]
     pub fn created_count(&self) -> usize {
         self.created.lock().len()
     }

@@ -598,6 +598,7 @@ impl leak::Kernel for LiveKernel {
 /// What this process would be reported for if it exited now, or `None`
 /// when this thread is already inside shmguard (a signal handler
 /// interrupted one of our calls, whose records may be locked).
+#[cfg(test)]
 pub fn findings() -> Option<Vec<Finding>> {
     let _inside = runtime::enter()?;
     Some(findings_inside())
