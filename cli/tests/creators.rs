@@ -199,3 +199,46 @@ kill $reuser
     assert!(text.contains(&format!("removed shmid={id} ")), "{text}");
     assert!(!exists(id));
 }
+
+#[test]
+fn a_live_creator_stays_alive_after_the_clock_is_set_forward() {
+    let _serial = serial();
+    let mut segs = Segments::default();
+    let (_keeper, id) = keep(&mut segs, Command::new(helper()).args(["keep", "4096"]));
+    // Setting the wall clock forward (an NTP step at boot, `date -s`, a
+    // VM resumed from a snapshot) moves /proc/stat's btime by the same
+    // amount, while the segment's ctime keeps the wall-clock time of its
+    // creation: a creator's start computed from btime then looks later
+    // than its segment. Simulated without touching the machine's clock:
+    // a /proc/stat whose btime is one hour later, bind-mounted in a
+    // private mount namespace. The creator still runs: its segment is no
+    // orphan, and clean must keep it.
+    let dir = Dir::new("clock-step");
+    let fake = dir.path().join("stat");
+    let script = format!(
+        "awk '/^btime /{{$2 = $2 + 3600}} {{print}}' /proc/stat > {f} && \
+         mount --bind {f} /proc/stat && {s} ls --json && {s} clean --orphans --yes >&2",
+        f = fake.display(),
+        s = shmguard().display()
+    );
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .expect("run unshare");
+    let e = entry(&out, id);
+    assert_ne!(e["creator"], "gone", "{e}");
+    assert_eq!(e["orphan"], false, "{e}");
+    assert!(
+        exists(id),
+        "clean removed a live creator's segment\n{}",
+        show(&out)
+    );
+}
