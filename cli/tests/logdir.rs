@@ -111,6 +111,39 @@ fn unsafe_log_dirs_are_refused() {
 }
 
 #[test]
+fn a_log_dir_under_another_users_parent_is_refused() {
+    // The parent is not writable by group or others, but it belongs to
+    // another user, who can rename the log directory away mid-run and put
+    // a symbolic link to a directory of their own in its place: the tree's
+    // later logs are then created where that user can remove them.
+    let dir = Dir::new("logdir-foreign-parent");
+    let parent = dir.path().join("nobodys");
+    std::fs::create_dir(&parent).unwrap();
+    chmod(&parent, 0o755);
+    chown(&parent, NOBODY);
+    for logs in [parent.join("existing"), parent.join("missing")] {
+        if logs.ends_with("existing") {
+            std::fs::create_dir(&logs).unwrap();
+            chmod(&logs, 0o700);
+        }
+        let out = run_in(&logs);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: {}",
+            logs.display(),
+            show(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("its parent"),
+            "{}: {}",
+            logs.display(),
+            show(&out)
+        );
+    }
+}
+
+#[test]
 fn a_process_that_switches_user_can_log_and_the_dir_is_sealed_after() {
     let _serial = serial();
     let mut segs = Segments::default();
