@@ -443,10 +443,20 @@ impl Line {
 
 /// Whether `c` is written escaped in a line: control characters (C0, DEL,
 /// C1: a newline would start a forged line, ESC a terminal sequence), the
-/// bidirectional overrides and isolates (which reorder what a terminal
-/// shows), and the backslash (so that an escape is never ambiguous).
+/// line and paragraph separators (which some log viewers break lines at),
+/// the bidirectional marks, overrides and isolates (which reorder what a
+/// terminal shows), and the backslash (so that an escape is never
+/// ambiguous). The command escapes the same characters.
 fn needs_escape(c: char) -> bool {
-    c.is_control() || c == '\\' || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || c == '\\'
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' // line and paragraph separators
+                | '\u{061c}' | '\u{200e}' | '\u{200f}' // bidi marks
+                | '\u{202a}'..='\u{202e}' // bidi embeddings and overrides
+                | '\u{2066}'..='\u{2069}' // bidi isolates
+        )
 }
 
 /// Everything written to a line is escaped (see [`needs_escape`]): its
@@ -583,6 +593,11 @@ mod tests {
         assert_eq!(got.matches('\n').count(), 1);
         assert!(!got.chars().any(|c| c.is_control() && c != '\n'));
         assert_eq!(line_of("plain é ✓"), format!("{prefix}plain é ✓\n"));
+        // Separators that some viewers break lines at, and bidi marks.
+        assert_eq!(
+            line_of("a\u{2028}b\u{2029}c\u{200e}\u{200f}\u{61c}"),
+            format!("{prefix}a\\u{{2028}}b\\u{{2029}}c\\u{{200e}}\\u{{200f}}\\u{{61c}}\n")
+        );
     }
 
     #[test]

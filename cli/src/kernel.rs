@@ -137,6 +137,13 @@ pub enum Unknown {
     /// Kernels before 4.17 record `cpid` in the creator's own PID
     /// namespace, untranslated: the number may name another process.
     OldKernel,
+    /// A live process has the pid but seems to have started after the
+    /// segment was made: a newer process that reused the pid, or the
+    /// creator itself after the wall clock was set forward (a process's
+    /// start is known only as boot time plus ticks, and boot time moves
+    /// with every clock step, while the segment's ctime does not). Which
+    /// of the two cannot be proven.
+    PidInUse,
 }
 
 impl Unknown {
@@ -147,6 +154,7 @@ impl Unknown {
             Unknown::Hidden => "hidden",
             Unknown::ProcNamespace => "proc-namespace",
             Unknown::OldKernel => "old-kernel",
+            Unknown::PidInUse => "pid-in-use",
         }
     }
 }
@@ -157,9 +165,8 @@ pub enum Creator {
     /// It runs (or may: a live process with its pid started no later than
     /// the segment's ctime).
     Alive,
-    /// It is provably gone: no process has its pid in our namespace, the
-    /// process with its pid started after the segment was made (the pid
-    /// was reused), or it is a zombie.
+    /// It is provably gone: no process has its pid in our namespace, or
+    /// the process with its pid is a zombie.
     Gone,
     /// It cannot be known.
     Unknown(Unknown),
@@ -191,8 +198,11 @@ impl Creators {
     /// pid in our PID namespace, or 0 when it has none there. A pid that
     /// `kill(pid, 0)` does not find (ESRCH) is no process of our namespace
     /// or of those below it, so the creator is gone, whatever /proc shows.
-    /// A pid that exists is the creator only if it started no later than
-    /// the segment's ctime; that needs its /proc entry.
+    /// A pid that exists is the creator if it started no later than the
+    /// segment's ctime (that needs its /proc entry); one that seems to have
+    /// started later may still be it, after a clock step (see
+    /// [`Unknown::PidInUse`]): a live process never makes its pid's
+    /// segments orphans.
     pub fn creator(&self, cpid: u32, ctime: i64) -> Creator {
         if cpid == 0 {
             return Creator::Unknown(Unknown::OtherPidNamespace);
@@ -221,14 +231,15 @@ impl Creators {
                 _ => Creator::Unknown(Unknown::Hidden),
             };
         };
-        if self.clock.start_secs(&stat) > ctime {
-            // A newer process has the pid.
-            return Creator::Gone;
-        }
         if matches!(stat.state, 'Z' | 'X' | 'x') && threads(cpid) == Some(1) {
             // A zombie (not a thread-group leader whose other threads
-            // still run).
+            // still run): the creator, or a process that reused its pid
+            // after it died; gone either way.
             return Creator::Gone;
+        }
+        if self.clock.start_secs(&stat) > ctime {
+            // A newer process, or the creator after a clock step.
+            return Creator::Unknown(Unknown::PidInUse);
         }
         Creator::Alive
     }
@@ -422,10 +433,11 @@ mod tests {
             c.creator(std::process::id(), c.clock.start_secs(&me)),
             Creator::Alive
         );
-        // Started after a segment made before boot: a reused pid.
+        // Started after a segment made before boot: a reused pid, or
+        // the creator after a clock step; not provably gone.
         assert_eq!(
             c.creator(std::process::id(), c.clock.btime - 1),
-            Creator::Gone
+            Creator::Unknown(Unknown::PidInUse)
         );
         assert_eq!(
             c.creator(0, now_secs()),

@@ -108,7 +108,8 @@ struct RunCmd {
     /// add a file, no one may list, remove or replace another's) while the
     /// tree runs, so that processes that switch user can log, then 0700.
     /// An existing DIR must be yours, not a symbolic link, not writable by
-    /// others without the sticky bit, and hold no logs (*.jsonl) yet.
+    /// others without the sticky bit, and hold no logs (*.jsonl) yet; its
+    /// parents must be yours or root's, and sticky if others may write.
     /// Default: a fresh directory shmguard.XXXXXX under $TMPDIR, kept and
     /// named in the report. Logs of users the tree did not run as are
     /// ignored and renamed *.untrusted.

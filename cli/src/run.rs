@@ -194,13 +194,22 @@ fn sticky_problem(meta: &fs::Metadata) -> Option<String> {
     })
 }
 
-/// Refuses a log directory one of whose ancestors others may write without
-/// the sticky bit: they could move the directory away and put another in
-/// its place.
+/// Refuses a log directory one of whose ancestors another user owns, or
+/// others may write without the sticky bit: they could move the directory
+/// away and put another in its place (OpenSSH checks its files' paths the
+/// same way).
 fn check_ancestors(dir: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::MetadataExt;
     for a in dir.ancestors().skip(1) {
         if let Ok(meta) = fs::metadata(a) {
-            if let Some(why) = sticky_problem(&meta) {
+            let owner = meta.uid();
+            let foreign = (owner != 0 && owner != os::euid()).then(|| {
+                format!(
+                    "belongs to {} (uid {owner}), who could replace the log directory",
+                    crate::kernel::Users::read().name(owner)
+                )
+            });
+            if let Some(why) = foreign.or_else(|| sticky_problem(&meta)) {
                 return Err(Failure::new(
                     2,
                     format!(
@@ -278,6 +287,12 @@ fn prepare_log_dir(flag: Option<&Path>) -> Result<LogDir, Failure> {
                     ))
                 };
                 if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    // What exists of the path is checked before anything is
+                    // made under it.
+                    if let Some(existing) = parent.ancestors().find(|a| fs::metadata(a).is_ok()) {
+                        let existing = fs::canonicalize(existing).map_err(cannot)?;
+                        check_ancestors(&existing.join("x"))?;
+                    }
                     fs::DirBuilder::new()
                         .recursive(true)
                         .create(parent)
