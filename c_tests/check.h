@@ -836,6 +836,61 @@ ck_run_self(char *const argv[], const char *opts, const char *out, const char *e
     return ck_run_self_timeout(argv, opts, out, err, pid_out, 40000);
 }
 
+/* A child run by ck_run_child: its exit code (negative: killed by that
+ * signal), pid, stdout and stderr (malloc'd; ck_child_free frees them). */
+struct ck_child {
+    int code;
+    pid_t pid;
+    char *out, *err;
+};
+
+/* Runs this program again with ARGV and SHMGUARD_OPTIONS=OPTS (ck_run_self)
+ * and collects what it printed. */
+static CK_UNUSED struct ck_child
+ck_run_child(char *const argv[], const char *opts)
+{
+    struct ck_child c;
+    char out[256], err[256];
+    ck_tmp_name(out, sizeof out, "child.out");
+    ck_tmp_name(err, sizeof err, "child.err");
+    c.code = ck_run_self(argv, opts, out, err, &c.pid);
+    c.out = ck_slurp(out);
+    c.err = ck_slurp(err);
+    if (c.out == NULL)
+        c.out = strdup("");
+    if (c.err == NULL)
+        c.err = strdup("(stderr unreadable)\n");
+    unlink(out);
+    unlink(err);
+    return c;
+}
+
+static CK_UNUSED void
+ck_child_free(struct ck_child *c)
+{
+    free(c->out);
+    free(c->err);
+}
+
+/* Empties DIR (files only, not subdirectories) and removes it. */
+static CK_UNUSED void
+ck_remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            char path[600];
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
 /* Lines of TEXT that begin "==N== shmguard: " (any pid N) followed by
  * REST; or, if REST is NULL, lines that contain NEEDLE. */
 static CK_UNUSED int

@@ -177,62 +177,10 @@ subdir(char *buf, size_t len, const char *name, mode_t mode)
     return buf;
 }
 
-/* Empties DIR (files only) and removes it. */
-static void
-remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d != NULL) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            char path[600];
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            unlink(path);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-/* A child run: its exit code, stdout and stderr (malloc'd). */
-struct child {
-    int code;
-    pid_t pid;
-    char *out, *err;
-};
-
-static struct child
-run_child(char *const argv[], const char *opts)
-{
-    struct child c;
-    char out[256], err[256];
-    ck_tmp_name(out, sizeof out, "child.out");
-    ck_tmp_name(err, sizeof err, "child.err");
-    c.code = ck_run_self(argv, opts, out, err, &c.pid);
-    c.out = ck_slurp(out);
-    c.err = ck_slurp(err);
-    if (c.out == NULL)
-        c.out = strdup("");
-    if (c.err == NULL)
-        c.err = strdup("(stderr unreadable)\n");
-    unlink(out);
-    unlink(err);
-    return c;
-}
-
-static void
-child_free(struct child *c)
-{
-    free(c->out);
-    free(c->err);
-}
-
 /* The child must have exited 0 with at most MAX_WARN shmguard lines on
  * stderr; returns the number of lines. */
 static int
-child_ok(const char *what, const struct child *c, int max_warn)
+child_ok(const char *what, const struct ck_child *c, int max_warn)
 {
     if (c->code != 0)
         FAIL("%s: the child ended with %d; its stderr:\n%s", what, c->code, c->err);
@@ -378,7 +326,7 @@ scenario_late_log(void)
     for (int m = 0; m < 2; m++) {
         subdir(dir, sizeof dir, modes[m], 0700);
         char *argv[] = {"x_hostile", (char *)modes[m], dir, NULL};
-        struct child c = run_child(argv, log_opts(opts, sizeof opts, dir));
+        struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
         child_ok(modes[m], &c, 0);
         long early = field_long(c.out, "calls");
         int after = (int)field_long(c.out, "after_check=");
@@ -411,8 +359,8 @@ scenario_late_log(void)
                 FAIL("late_only: %ld call events for 7 calls", ck_log_calls(&log));
         }
         tracef(modes[m], "ok code=%d", c.code);
-        child_free(&c);
-        remove_dir(dir);
+        ck_child_free(&c);
+        ck_remove_dir(dir);
     }
     return ck_finish();
 }
@@ -551,7 +499,7 @@ scenario_close(int all)
     char dir[256], opts[1024];
     subdir(dir, sizeof dir, name, 0700);
     char *argv[] = {"x_hostile", all ? "close_all_child" : "close_fds_child", dir, NULL};
-    struct child c = run_child(argv, log_opts(opts, sizeof opts, dir));
+    struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
     /* stderr is closed with the rest: its file stays empty */
     child_ok(name, &c, 0);
     char *res = result_of(dir);
@@ -564,8 +512,8 @@ scenario_close(int all)
     check_log(name, dir, kid, 9, 1);
     tracef(name, "ok calls=%ld", calls);
     free(res);
-    child_free(&c);
-    remove_dir(dir);
+    ck_child_free(&c);
+    ck_remove_dir(dir);
     return ck_finish();
 }
 
@@ -601,7 +549,7 @@ scenario_dup2(void)
     char dir[256], opts[1024];
     subdir(dir, sizeof dir, "dup2", 0700);
     char *argv[] = {"x_hostile", "dup2_child", dir, NULL};
-    struct child c = run_child(argv, log_opts(opts, sizeof opts, dir));
+    struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
     child_ok("dup2_fds", &c, 0);
     char *res = result_of(dir);
     long calls = field_long(res, "calls"), kid = field_long(res, "kid");
@@ -611,8 +559,8 @@ scenario_dup2(void)
     check_log("dup2_fds", dir, kid, 9, 1);
     tracef("dup2_fds", "ok calls=%ld logfd_high=%d", calls, field_long(res, "logfd") >= 512);
     free(res);
-    child_free(&c);
-    remove_dir(dir);
+    ck_child_free(&c);
+    ck_remove_dir(dir);
     return ck_finish();
 }
 
@@ -680,7 +628,7 @@ scenario_privdrop(void)
         snprintf(what, sizeof what, "privdrop %s the first call", whens[w]);
         subdir(dir, sizeof dir, whens[w], 0700);
         char *argv[] = {"x_hostile", "privdrop_child", (char *)whens[w], seg, NULL};
-        struct child c = run_child(argv, log_opts(opts, sizeof opts, dir));
+        struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
         long calls = field_long(c.out, "calls"), kid = field_long(c.out, "kid");
         if (w == 0) {
             /* nobody cannot open a log there: one warning, in each process */
@@ -705,8 +653,8 @@ scenario_privdrop(void)
                 FAIL("%s: nobody's child wrote %s in a root-only directory", what, path);
         }
         tracef("privdrop", "ok when=%s code=%d", whens[w], c.code);
-        child_free(&c);
-        remove_dir(dir);
+        ck_child_free(&c);
+        ck_remove_dir(dir);
     }
     CHECK(ck_nattch(root_seg) == 0);
     return ck_finish();
@@ -837,7 +785,7 @@ scenario_log_unwritable(void)
         snprintf(extra, sizeof extra, "log_path=%s/l.%%p.jsonl", logdir);
         ck_options_plus(opts, sizeof opts, extra);
         char *argv[] = {"x_hostile", "logcase", (char *)kase, dir, NULL};
-        struct child c = run_child(argv, opts);
+        struct ck_child c = ck_run_child(argv, opts);
         int skipped = strstr(c.out, "skip:") != NULL;
         int lines = child_ok(kase, &c, 1);
         long calls = field_long(c.out, "calls");
@@ -865,11 +813,11 @@ scenario_log_unwritable(void)
         if (skipped)
             printf("%s", c.out);
         tracef("log_unwritable", "ok case=%s warnings=%d", kase, skipped ? -1 : lines);
-        child_free(&c);
+        ck_child_free(&c);
         char file[300];
         snprintf(file, sizeof file, "%s/file", dir);
         unlink(file);
-        remove_dir(dir);
+        ck_remove_dir(dir);
     }
     return ck_finish();
 }
@@ -1051,7 +999,7 @@ scenario_options(void)
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *argv[] = {"x_hostile", "workload", NULL};
-        struct child c = run_child(argv, cases[i].value);
+        struct ck_child c = ck_run_child(argv, cases[i].value);
         int lines = child_ok(cases[i].name, &c, cases[i].warnings);
         if (lines >= 0 && lines != cases[i].warnings)
             FAIL("%s: %d warning lines, expected %d:\n%s", cases[i].name, lines,
@@ -1067,7 +1015,7 @@ scenario_options(void)
         CHECK_EQ(field_long(c.out, "calls"), 45);
         tracef("options", "%s case=%s warnings=%d", c.code == 0 ? "ok" : "fail",
                cases[i].name, lines);
-        child_free(&c);
+        ck_child_free(&c);
         free(cases[i].value);
     }
     return ck_finish();

@@ -147,60 +147,10 @@ subdir(char *buf, size_t len, const char *name)
     return buf;
 }
 
-static void
-remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d != NULL) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            char path[600];
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            unlink(path);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-struct child {
-    int code;
-    pid_t pid;
-    char *out, *err;
-};
-
-static struct child
-run_child(char *const argv[], const char *opts)
-{
-    struct child c;
-    char out[256], err[256];
-    ck_tmp_name(out, sizeof out, "child.out");
-    ck_tmp_name(err, sizeof err, "child.err");
-    c.code = ck_run_self(argv, opts, out, err, &c.pid);
-    c.out = ck_slurp(out);
-    c.err = ck_slurp(err);
-    if (c.out == NULL)
-        c.out = strdup("");
-    if (c.err == NULL)
-        c.err = strdup("(stderr unreadable)\n");
-    unlink(out);
-    unlink(err);
-    return c;
-}
-
-static void
-child_free(struct child *c)
-{
-    free(c->out);
-    free(c->err);
-}
-
 /* The child exited 0 with exactly WARN shmguard lines (each about the log)
  * on stderr. */
 static void
-child_ok(const char *what, const struct child *c, int warn)
+child_ok(const char *what, const struct ck_child *c, int warn)
 {
     if (c->code != 0)
         FAIL("%s: the child ended with %d (%s); its stderr:\n%s", what, c->code,
@@ -325,11 +275,11 @@ scenario_outside(void)
         snprintf(what, sizeof what, "outside %s", modes[m]);
         subdir(dir, sizeof dir, modes[m]);
         char *argv[] = {"x_log", "outside_child", (char *)modes[m], dir, NULL};
-        struct child c = run_child(argv, log_opts(opts, sizeof opts, dir));
+        struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
         child_ok(what, &c, 0);
         tracef("outside", "ok mode=%s code=%d", modes[m], c.code);
-        child_free(&c);
-        remove_dir(dir);
+        ck_child_free(&c);
+        ck_remove_dir(dir);
     }
     return ck_finish();
 }
@@ -436,7 +386,7 @@ scenario_pidns(void)
     free(ta);
     free(tb);
     tracef("pidns", "ok codes=%d,%d", code_a, code_b);
-    remove_dir(dir);
+    ck_remove_dir(dir);
     return ck_finish();
 }
 
@@ -476,7 +426,7 @@ scenario_forkraw(void)
         char dir[256], opts[1024], path[512], what[64];
         subdir(dir, sizeof dir, kinds[k]);
         char *argv[] = {"x_log", "forkraw_child", (char *)kinds[k], dir, NULL};
-        struct child c = run_child(argv, log_opts(opts, sizeof opts, dir));
+        struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
         snprintf(what, sizeof what, "forkraw %s", kinds[k]);
         child_ok(what, &c, 0);
         long calls = field_long(c.out, "calls"), kid = field_long(c.out, "kid");
@@ -488,8 +438,8 @@ scenario_forkraw(void)
         if (ck_log_read(path, &log) && !log.forked)
             FAIL("%s: the start event does not say forked", what);
         tracef("forkraw", "ok kind=%s code=%d", kinds[k], c.code);
-        child_free(&c);
-        remove_dir(dir);
+        ck_child_free(&c);
+        ck_remove_dir(dir);
     }
     return ck_finish();
 }
@@ -526,7 +476,7 @@ scenario_exec_chain(void)
     subdir(dir, sizeof dir, "chain");
     snprintf(n, sizeof n, "%d", CHAIN_IMAGES - 1);
     char *argv[] = {"x_log", "chain", n, NULL};
-    struct child c = run_child(argv, log_opts(opts, sizeof opts, dir));
+    struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
     child_ok("exec_chain", &c, 0);
     struct ck_log log;
     long want = ((1L << CHAIN_IMAGES) - 1) * CHAIN_ROUNDS * 9L;
@@ -545,8 +495,8 @@ scenario_exec_chain(void)
                  CHAIN_IMAGES, want, log.starts, ck_log_calls(&log));
     }
     tracef("exec_chain", "ok code=%d", c.code);
-    child_free(&c);
-    remove_dir(dir);
+    ck_child_free(&c);
+    ck_remove_dir(dir);
     return ck_finish();
 }
 
@@ -577,7 +527,7 @@ scenario_fsize(void)
     char dir[256], opts[1024], path[512];
     subdir(dir, sizeof dir, "fsize");
     char *argv[] = {"x_log", "fsize_child", dir, NULL};
-    struct child c = run_child(argv, log_opts(opts, sizeof opts, dir));
+    struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
     /* 153 = 128 + SIGXFSZ */
     child_ok("fsize", &c, 1);
     if (ck_count_lines(c.err, NULL, "RLIMIT_FSIZE") != 1)
@@ -595,8 +545,8 @@ scenario_fsize(void)
                  log.unterminated, ck_log_calls(&log));
     }
     tracef("fsize", "ok code=%d", c.code);
-    child_free(&c);
-    remove_dir(dir);
+    ck_child_free(&c);
+    ck_remove_dir(dir);
     return ck_finish();
 }
 
@@ -664,7 +614,7 @@ scenario_taken(void)
         return ck_finish();
     }
     char *argv[] = {"x_log", "taken_child", dir, NULL};
-    struct child c = run_child(argv, log_opts(opts, sizeof opts, dir));
+    struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
     child_ok("taken", &c, 0);
     long pid = (long)c.pid;
     struct stat st;
@@ -701,8 +651,8 @@ scenario_taken(void)
                  log.name, log.bad, log.starts, log.pid, ck_log_calls(&log), pid);
     }
     tracef("taken", "ok code=%d", c.code);
-    child_free(&c);
-    remove_dir(dir);
+    ck_child_free(&c);
+    ck_remove_dir(dir);
     return ck_finish();
 }
 
@@ -747,11 +697,11 @@ scenario_aslimit(void)
     char dir[256], opts[1024];
     subdir(dir, sizeof dir, "aslimit");
     char *argv[] = {"x_log", "as_child", NULL};
-    struct child c = run_child(argv, log_opts(opts, sizeof opts, dir));
+    struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
     child_ok("aslimit", &c, 0);
     tracef("aslimit", "ok code=%d", c.code);
-    child_free(&c);
-    remove_dir(dir);
+    ck_child_free(&c);
+    ck_remove_dir(dir);
     return ck_finish();
 }
 
@@ -825,14 +775,14 @@ scenario_ext2(void)
     }
     log_opts(opts, sizeof opts, dir);
     char *argv[] = {"x_log", "ext2_child", dir, image, opts, NULL};
-    struct child c = run_child(argv, NULL);
+    struct ck_child c = ck_run_child(argv, NULL);
     child_ok("ext2", &c, 1);
     if (ck_count_lines(c.err, NULL, "ENOSPC") != 1)
         FAIL("ext2: the warning is not about a full disk:\n%s", c.err);
     tracef("ext2", "ok code=%d", c.code);
-    child_free(&c);
+    ck_child_free(&c);
     unlink(image);
-    remove_dir(dir);
+    ck_remove_dir(dir);
     return ck_finish();
 }
 

@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::*;
 use serde_json::Value;
@@ -19,21 +18,7 @@ use serde_json::Value;
 /// prints; the process keeps running (and the segment unattached) until
 /// dropped.
 fn keep(segs: &mut Segments, cmd: &mut Command) -> (Running, i32) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the helper");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let running = Running(child);
-    let id: i32 = lines
-        .next()
-        .expect("the helper's shmid")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    segs.add(id);
+    let (running, id, _) = spawn_printing_shmid(segs, cmd);
     (running, id)
 }
 

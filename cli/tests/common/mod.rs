@@ -199,7 +199,6 @@ pub fn make(guard: &mut Segments, uid: Option<u32>, args: &[&str]) -> Vec<i32> {
 /// Starts the helper's `hold` (as `uid` when given): a segment it keeps
 /// attached until the returned process is dropped.
 pub fn hold(guard: &mut Segments, uid: Option<u32>) -> (Running, i32) {
-    use std::io::{BufRead, BufReader};
     let mut c = match uid {
         Some(uid) => {
             let mut c = as_user(uid);
@@ -208,8 +207,24 @@ pub fn hold(guard: &mut Segments, uid: Option<u32>) -> (Running, i32) {
         }
         None => Command::new(helper()),
     };
-    let mut child = c
-        .args(["hold", "8192"])
+    let (running, id, mut lines) = spawn_printing_shmid(guard, c.args(["hold", "8192"]));
+    assert_eq!(lines.next().unwrap().unwrap(), "attached");
+    (running, id)
+}
+
+/// Starts `cmd`, a helper that prints a shmid as its first line and keeps
+/// running; the segment is removed with `guard`, the process killed when
+/// the returned `Running` is dropped. The rest of its output follows.
+pub fn spawn_printing_shmid(
+    guard: &mut Segments,
+    cmd: &mut Command,
+) -> (
+    Running,
+    i32,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -224,8 +239,7 @@ pub fn hold(guard: &mut Segments, uid: Option<u32>) -> (Running, i32) {
         .parse()
         .unwrap();
     guard.add(id);
-    assert_eq!(lines.next().unwrap().unwrap(), "attached");
-    (running, id)
+    (running, id, lines)
 }
 
 /// Runs `shmguard ARGS` and returns its output.
