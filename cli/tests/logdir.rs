@@ -147,7 +147,9 @@ fn a_log_dir_under_another_users_parent_is_refused() {
 fn a_process_that_switches_user_can_log_and_the_dir_is_sealed_after() {
     let _serial = serial();
     let mut segs = Segments::default();
-    let dir = Dir::new("logdir-switch");
+    // nobody must reach the log directory, the program and the library.
+    let dir = Dir::reachable("logdir-switch");
+    let (lib, prog) = (dir.copy_in(&library()), dir.copy_in(&helper()));
     let report_path = dir.path().join("report.json");
     // run (root) runs a command that becomes nobody, as a server started
     // by root does.
@@ -155,7 +157,7 @@ fn a_process_that_switches_user_can_log_and_the_dir_is_sealed_after() {
         .args(["run", "--json", "--output"])
         .arg(&report_path)
         .arg("--lib")
-        .arg(library())
+        .arg(&lib)
         .arg("--")
         .args([
             "setpriv",
@@ -163,7 +165,7 @@ fn a_process_that_switches_user_can_log_and_the_dir_is_sealed_after() {
             "--regid=65534",
             "--clear-groups",
         ])
-        .arg(helper())
+        .arg(&prog)
         .arg("tidy")
         .env("TMPDIR", dir.path())
         .output()
@@ -192,7 +194,8 @@ fn a_process_that_switches_user_can_log_and_the_dir_is_sealed_after() {
 fn logs_planted_by_another_user_are_ignored_and_moved_aside() {
     let _serial = serial();
     let mut segs = Segments::default();
-    let dir = Dir::new("logdir-planted");
+    // The other user must reach the log directory.
+    let dir = Dir::reachable("logdir-planted");
     let log_dir = dir.path().join("logs");
     let report_path = dir.path().join("report.json");
     let mut child = Command::new(shmguard())

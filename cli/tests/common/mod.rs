@@ -67,6 +67,35 @@ impl Dir {
     }
 }
 
+impl Dir {
+    /// A fresh, empty directory that every user can reach (mode 0755 under
+    /// the system's temporary directory, root's sticky /tmp), for files
+    /// that processes of other users must open: a checkout, and so
+    /// [`scratch`], may sit in a directory only its owner can enter (CI
+    /// clones into `mktemp -d`, mode 0700). Created exclusively.
+    pub fn reachable(name: &str) -> Self {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("shmguard-cli.{name}.{}.{n}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&dir)
+            .unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self(dir)
+    }
+
+    /// A copy of `file` in this directory, with its mode (for a program or
+    /// library that another user's process must load).
+    pub fn copy_in(&self, file: &Path) -> PathBuf {
+        let to = self.0.join(file.file_name().unwrap());
+        std::fs::copy(file, &to).unwrap_or_else(|e| panic!("copy {}: {e}", file.display()));
+        to
+    }
+}
+
 impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
