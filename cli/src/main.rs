@@ -261,11 +261,12 @@ struct CleanCmd {
     #[arg(long)]
     orphans: bool,
 
-    /// Only orphans older than DUR (30s, 10m, 2h, 7d, 2w)
+    /// Only orphans older than DUR (30s, 10m, 2h, 7d, 2w, 1h30m)
     ///
     /// Age is the time since ctime. DUR is a number with a unit, as
-    /// humantime reads it: 30s, 10m, 2h, 7d, 2w, 1h 30m (a bare number is
-    /// seconds). Longer than 2^63-1 seconds is an error (exit 2).
+    /// humantime reads it: 30s, 10m, 2h, 7d, 2w, or several, 1h30m or
+    /// 1h 30m (a bare number is seconds). Longer than 2^63-1 seconds is
+    /// an error (exit 2).
     #[arg(long, value_name = "DUR", value_parser = table::parse_duration, verbatim_doc_comment)]
     older_than: Option<u64>,
 
