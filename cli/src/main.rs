@@ -90,8 +90,9 @@ enum Command {
 /// Exit status: CMD's; if signal N killed CMD, shmguard reports, then dies
 /// of signal N itself (a shell sees 128+N); 1 with --fail-on-leak when the
 /// tree leaked a segment or an attachment; 2 for bad usage (also an unsafe
-/// --log-dir); 125 when shmguard itself fails; 126 when CMD cannot be run;
-/// 127 when it is not found.
+/// --log-dir, or --options the library would not apply); 125 when
+/// shmguard itself fails; 126 when CMD cannot be run; 127 when it is not
+/// found.
 #[derive(Args)]
 #[command(
     verbatim_doc_comment,
@@ -131,7 +132,8 @@ struct RunCmd {
     ///
     /// key=value pairs joined by ':', e.g. policy=strict:verbosity=1 (see
     /// the README). They follow the caller's SHMGUARD_OPTIONS and run's
-    /// log_path, which they may not set.
+    /// log_path, which they may not set. Checked by the library's parser
+    /// before CMD starts: an unknown key or a bad value is refused (exit 2).
     #[arg(long, value_name = "OPTS", verbatim_doc_comment)]
     options: Option<String>,
 

@@ -359,19 +359,34 @@ fn seal_log_dir(dir: &LogDir, untrusted: &[PathBuf], warnings: &mut Vec<String>)
     }
 }
 
-/// Refuses `--options` that set `log_path`: `run` owns it.
+/// Refuses `--options` that set `log_path` (`run` owns it), or that the
+/// library would not apply in full: an unknown key, a bad value, a pair
+/// that is not `key=value`. The library's own parser judges them (it would
+/// otherwise only warn, once per process, and go on without them), so the
+/// command never starts with options other than those asked for.
 fn check_options(extra: Option<&str>) -> Result<(), Failure> {
-    let sets_log = extra.is_some_and(|e| {
-        e.split(':').any(|p| {
-            p.split_once('=')
-                .is_some_and(|(k, _)| k.trim() == "log_path")
-        })
+    let Some(extra) = extra else {
+        return Ok(());
+    };
+    let sets_log = extra.split(':').any(|p| {
+        p.split_once('=')
+            .is_some_and(|(k, _)| k.trim() == "log_path")
     });
     if sets_log {
         return Err(Failure::new(
             2,
             "--options may not set log_path: run sets it to LOGDIR/shmguard.%p.jsonl (use --log-dir)"
                 .to_owned(),
+        ));
+    }
+    let problems: Vec<String> = shmguard::support::option_problems(extra)
+        .into_iter()
+        .map(|p| p.strip_suffix(" (ignored)").map(str::to_owned).unwrap_or(p))
+        .collect();
+    if !problems.is_empty() {
+        return Err(Failure::new(
+            2,
+            format!("bad --options: {}", problems.join("; ")),
         ));
     }
     Ok(())
@@ -723,6 +738,25 @@ mod tests {
             "{o}"
         );
         assert!(options_for_tree(dir, Some("verbosity=1:log_path=/x")).is_err());
+    }
+
+    #[test]
+    fn options_the_library_would_skip_are_refused_with_its_reason() {
+        assert!(check_options(None).is_ok());
+        assert!(check_options(Some("")).is_ok());
+        assert!(check_options(Some("policy=strict:verbosity=2:fault=shmget@1=ENOMEM")).is_ok());
+        for (bad, why) in [
+            (
+                "verbosity=9",
+                "bad value '9' for verbosity: expected 0, 1 or 2",
+            ),
+            ("polcy=strict", "unknown option 'polcy'"),
+            ("policy=strict:stacks", "'stacks' is not key=value"),
+        ] {
+            let e = check_options(Some(bad)).unwrap_err();
+            assert_eq!(e.code, 2, "{bad}");
+            assert_eq!(e.message, format!("bad --options: {why}"), "{bad}");
+        }
     }
 
     #[test]
