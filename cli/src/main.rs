@@ -162,9 +162,10 @@ struct RunCmd {
 
 /// Report from saved audit logs, with a row per process
 ///
-/// Reads every *.jsonl file of LOGDIR (or LOGDIR itself when it is a
-/// file), as written by `shmguard run` or with SHMGUARD_OPTIONS=log_path=...
-/// Only regular files with one link, writable by no one but their owner,
+/// Reads every log of LOGDIR (or LOGDIR itself when it is a file), as
+/// written by `shmguard run` or with SHMGUARD_OPTIONS=log_path=...: each
+/// *.jsonl file, and each other file that begins with a start event
+/// (log_path=DIR/app writes app.PID). Only regular files with one link, writable by no one but their owner,
 /// are read; in a LOGDIR others may write, only those of its owner and
 /// root. Fields from the logs are shown escaped.
 ///
@@ -181,7 +182,8 @@ struct RunCmd {
 /// warning.
 ///
 /// Exit status: 0; 1 when LOGDIR cannot be read, or with --fail-on-leak
-/// when the logs show a leak; 2 for bad usage.
+/// when the logs show a leak; 2 for bad usage, or with --fail-on-leak when
+/// no log was read (nothing to judge is no pass).
 #[derive(Args)]
 #[command(
     verbatim_doc_comment,
@@ -288,6 +290,33 @@ fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
             ),
         )
     })?;
+    if cmd.fail_on_leak && logs.processes.is_empty() {
+        // A gate must not pass on nothing: logs that went elsewhere, or
+        // that were all ignored, would look like a clean run.
+        for w in &logs.warnings {
+            eprintln!("shmguard: warning: {}", logs::printable(w));
+        }
+        return Err(Failure::new(
+            2,
+            format!(
+                "--fail-on-leak: no log read in {} ({}), so there is nothing to judge; \
+                 check where log_path sent the logs",
+                logs::printable(&dir.display().to_string()),
+                if logs.warnings.is_empty() {
+                    "no file there is an audit log with an event".to_owned()
+                } else {
+                    format!(
+                        "every file there that could be a log was ignored: {}",
+                        if logs.warnings.len() == 1 {
+                            "see the warning above"
+                        } else {
+                            "see the warnings above"
+                        }
+                    )
+                }
+            ),
+        ));
+    }
     let rows = kernel::segments().unwrap_or_default();
     let clock = Clock::read();
     let report = report::analyze(
