@@ -111,8 +111,8 @@ struct RunCmd {
     /// An existing DIR must be yours, not a symbolic link, not writable by
     /// others without the sticky bit, and hold no logs (*.jsonl) yet.
     /// Default: a fresh directory shmguard.XXXXXX under $TMPDIR, kept and
-    /// named in the report. Logs of users the tree did not run as are
-    /// ignored and renamed *.untrusted.
+    /// named in the report when a process logged (else removed). Logs of
+    /// users the tree did not run as are ignored and renamed *.untrusted.
     #[arg(long, value_name = "DIR", verbatim_doc_comment)]
     log_dir: Option<PathBuf>,
 

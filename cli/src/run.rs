@@ -585,6 +585,11 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         logs::LogSet::default()
     });
     seal_log_dir(&dir, &logs.untrusted, &mut warnings);
+    // A directory of our own making under $TMPDIR that nothing was written
+    // into (no process made a shm call) is not kept: there is nothing to
+    // read. `rmdir` removes only an empty directory, and once sealed no
+    // one else can add to it. A --log-dir is always kept.
+    let kept = !dir.temp || fs::remove_dir(&log_dir).is_err();
     logs.warnings.splice(0..0, warnings);
     let clock = Clock::read();
     let mut report = report::analyze(
@@ -593,6 +598,9 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         KernelView::Run(&tree),
         &|cpid, ctime| clock.creator_alive(cpid, ctime),
     );
+    if !kept {
+        report.log_dir = None;
+    }
 
     let status = cmd_status.unwrap_or(0);
     let exit = std::process::ExitStatus::from_raw(status);
@@ -656,10 +664,13 @@ fn render_text(r: &report::Report, fail_on_leak: bool) -> String {
             run.status
         ));
     }
-    let dir = logs::printable(&r.log_dir);
-    out.push_str(&format!(
-        "{prefix}logs in {dir} (shmguard report {dir} shows each process)\n"
-    ));
+    // Named only when kept: a run that logged nothing leaves no directory.
+    if let Some(dir) = &r.log_dir {
+        let dir = logs::printable(dir);
+        out.push_str(&format!(
+            "{prefix}logs in {dir} (shmguard report {dir} shows each process)\n"
+        ));
+    }
     out.push_str(&report::render_body(r, prefix));
     if fail_on_leak && r.leaked() {
         out.push_str(&format!(
