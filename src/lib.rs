@@ -68,12 +68,20 @@ mod stacks;
 mod sys;
 
 /// What the `shmguard` command and the tests share with the library: the
-/// parser of `/proc/sysvipc/shm` and removing a segment. Not a stable
-/// interface; every item is safe to call.
+/// parser of `/proc/sysvipc/shm`, removing a segment, and checking an
+/// options string. Not a stable interface; every item is safe to call.
 #[doc(hidden)]
 pub mod support {
     pub use crate::diagnose::{SegmentRow, parse_segments};
     pub use crate::sys::{Errno, shm_rmid};
+
+    /// What the library's own parser says about `SHMGUARD_OPTIONS` text:
+    /// one sentence per pair it would skip (an unknown key, a bad value,
+    /// a pair that is not `key=value`), in order; empty when every pair
+    /// applies. `shmguard run --options` refuses such text up front.
+    pub fn option_problems(text: &str) -> Vec<String> {
+        crate::options::parse(text.as_bytes()).1
+    }
 }
 
 /// Runs `f`, returning `fallback` if it panics: bookkeeping must never

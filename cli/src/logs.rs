@@ -455,10 +455,16 @@ impl Trust<'_> {
     }
 }
 
-/// Reads every `*.jsonl` file of `path` (a directory), or `path` itself
-/// when it is a file. In a directory that others may write, files of users
-/// other than the directory's owner and root are ignored (see
-/// [`read_trusting`]).
+/// Reads every log of `path` (a directory), or `path` itself when it is a
+/// file. In a directory that others may write, files of users other than
+/// the directory's owner and root are ignored (see [`read_trusting`]).
+///
+/// The logs of a directory are every file the library can have written
+/// there, whatever `log_path` named them (docs/log-schema.md): its
+/// `*.jsonl` files, and every other regular file whose first line is a
+/// `start` event (`log_path=DIR/app` writes `app.PID`, then `app.PID.1`
+/// when that is taken; `log_path=DIR/%p` writes `PID`). Files that `run`
+/// set aside (`*.untrusted`) are not read.
 pub fn read(path: &Path) -> io::Result<LogSet> {
     read_trusting(path, &BTreeSet::new())
 }
@@ -474,23 +480,33 @@ pub fn read_trusting(path: &Path, uids: &BTreeSet<u32>) -> io::Result<LogSet> {
         for entry in fs::read_dir(path)? {
             let entry = entry?;
             let p = entry.path();
-            if p.extension().is_some_and(|e| e == "jsonl") && entry.file_type()?.is_file() {
-                files.push(p);
-            } else if p.extension().is_some_and(|e| e == "jsonl") {
+            let jsonl = p.extension().is_some_and(|e| e == "jsonl");
+            if p.extension().is_some_and(|e| e == "untrusted") {
+                continue;
+            }
+            if entry.file_type()?.is_file() {
+                files.push(File {
+                    path: p,
+                    sniff: !jsonl,
+                });
+            } else if jsonl {
                 set.warnings.push(format!(
                     "{}: not a regular file (a symbolic link?): ignored",
                     p.display()
                 ));
             }
         }
-        files.sort();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         Some(Trust {
             dir_uid: meta.uid(),
             open_dir: meta.mode() & 0o022 != 0,
             uids,
         })
     } else {
-        files.push(path.to_path_buf());
+        files.push(File {
+            path: path.to_path_buf(),
+            sniff: false,
+        });
         None
     };
     for file in read_files(&files, trust.as_ref()) {
@@ -501,6 +517,29 @@ pub fn read_trusting(path: &Path, uids: &BTreeSet<u32>) -> io::Result<LogSet> {
     set.processes.sort_by_key(|p| (p.first_ts, p.pid));
     Ok(set)
 }
+
+/// A file of a log set to read.
+struct File {
+    path: PathBuf,
+    /// Read only if it begins like a log (see [`looks_like_a_log`]), and
+    /// skipped silently otherwise: a directory entry whose name is not
+    /// `*.jsonl` (a directory may hold other files).
+    sniff: bool,
+}
+
+/// The first bytes of every log file: `{"v":N,"event":"start",` (the
+/// writer's fixed prefix of its first line, docs/log-schema.md).
+fn looks_like_a_log(head: &[u8]) -> bool {
+    let Some(rest) = head.strip_prefix(b"{\"v\":") else {
+        return false;
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    digits > 0 && rest[digits..].starts_with(b",\"event\":\"start\",")
+}
+
+/// How many bytes [`looks_like_a_log`] needs at most (a version of up to
+/// 20 digits).
+const HEAD_LEN: usize = 48;
 
 /// What one file gave.
 struct FileLog {
@@ -516,7 +555,7 @@ const MAX_READERS: usize = 4;
 
 /// Reads and parses `files`, several at a time; the results come in the
 /// order of `files`.
-fn read_files(files: &[PathBuf], trust: Option<&Trust<'_>>) -> Vec<FileLog> {
+fn read_files(files: &[File], trust: Option<&Trust<'_>>) -> Vec<FileLog> {
     let readers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(MAX_READERS)
@@ -530,7 +569,7 @@ fn read_files(files: &[PathBuf], trust: Option<&Trust<'_>>) -> Vec<FileLog> {
             let Some(file) = files.get(i) else {
                 return done;
             };
-            done.push((i, read_file(file, trust)));
+            done.push((i, read_file(&file.path, file.sniff, trust)));
         }
     };
     let mut done = std::thread::scope(|scope| {
@@ -554,15 +593,17 @@ fn read_files(files: &[PathBuf], trust: Option<&Trust<'_>>) -> Vec<FileLog> {
 }
 
 /// Reads and parses one file: an entry of a directory as `trust` says,
-/// or the one file named (`trust` is `None`).
-fn read_file(file: &Path, trust: Option<&Trust<'_>>) -> FileLog {
+/// or the one file named (`trust` is `None`); with `sniff`, only if it
+/// begins like a log.
+fn read_file(file: &Path, sniff: bool, trust: Option<&Trust<'_>>) -> FileLog {
     let mut log = FileLog {
         process: None,
         warnings: Vec::new(),
         untrusted: None,
     };
-    let bytes = match open_checked(file, trust) {
+    let bytes = match open_checked(file, sniff, trust) {
         Ok(Checked::Read(bytes)) => bytes,
+        Ok(Checked::NotALog) => return log,
         Ok(Checked::Ignored(why)) => {
             log.warnings
                 .push(format!("{}: {why}: ignored", file.display()));
@@ -577,6 +618,10 @@ fn read_file(file: &Path, trust: Option<&Trust<'_>>) -> FileLog {
             log.untrusted = Some(file.to_path_buf());
             return log;
         }
+        // A file of another name that cannot even be opened (another
+        // user's, mode 0600) is no log of ours to read, as far as can be
+        // known: not worth a warning.
+        Err(_) if sniff => return log,
         Err(e) => {
             log.warnings
                 .push(format!("{}: cannot read: {e}", file.display()));
@@ -590,6 +635,8 @@ fn read_file(file: &Path, trust: Option<&Trust<'_>>) -> FileLog {
 /// What [`open_checked`] found.
 enum Checked {
     Read(Vec<u8>),
+    /// Asked to sniff, and it does not begin like a log.
+    NotALog,
     /// Not a log file as the library makes them: why.
     Ignored(String),
     /// Owned by this uid, whom the directory's [`Trust`] does not trust.
@@ -599,7 +646,7 @@ enum Checked {
 /// Opens a log file, never following a symbolic link in a directory (an
 /// entry swapped for one after the listing fails with ELOOP), never
 /// blocking (a FIFO), and checks what was opened, not what was listed.
-fn open_checked(file: &Path, trust: Option<&Trust<'_>>) -> io::Result<Checked> {
+fn open_checked(file: &Path, sniff: bool, trust: Option<&Trust<'_>>) -> io::Result<Checked> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
@@ -613,13 +660,29 @@ fn open_checked(file: &Path, trust: Option<&Trust<'_>>) -> io::Result<Checked> {
     {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) && trust.is_some() => {
-            return Ok(Checked::Ignored("a symbolic link".to_owned()));
+            return Ok(if sniff {
+                Checked::NotALog
+            } else {
+                Checked::Ignored("a symbolic link".to_owned())
+            });
         }
         Err(e) => return Err(e),
     };
     let meta = f.metadata()?;
     if !meta.is_file() {
-        return Ok(Checked::Ignored("not a regular file".to_owned()));
+        return Ok(if sniff {
+            Checked::NotALog
+        } else {
+            Checked::Ignored("not a regular file".to_owned())
+        });
+    }
+    let mut bytes = Vec::new();
+    if sniff {
+        // Only the head first: a large file that is no log is not read.
+        (&mut f).take(HEAD_LEN as u64).read_to_end(&mut bytes)?;
+        if !looks_like_a_log(&bytes) {
+            return Ok(Checked::NotALog);
+        }
     }
     if let Some(trust) = trust {
         if meta.nlink() != 1 {
@@ -638,7 +701,6 @@ fn open_checked(file: &Path, trust: Option<&Trust<'_>>) -> io::Result<Checked> {
             return Ok(Checked::Untrusted(meta.uid()));
         }
     }
-    let mut bytes = Vec::new();
     f.read_to_end(&mut bytes)?;
     Ok(Checked::Read(bytes))
 }
@@ -1042,6 +1104,24 @@ mod tests {
             ]
         );
         assert!(set.warnings.is_empty(), "{:?}", set.warnings);
+    }
+
+    #[test]
+    fn a_log_is_known_by_its_first_bytes() {
+        let start = br#"{"v":1,"event":"start","pid":7,"ppid":1}"#;
+        assert!(looks_like_a_log(start));
+        assert!(looks_like_a_log(br#"{"v":12,"event":"start","#));
+        assert!(HEAD_LEN >= br#"{"v":18446744073709551615,"event":"start","#.len());
+        for not in [
+            &br#"{"v":1,"event":"call","pid":7}"#[..],
+            br#"{"v":,"event":"start","#,
+            br#"{"event":"start","v":1}"#,
+            br#"{"v":1,"event":"start""#,
+            b"taken\n",
+            b"",
+        ] {
+            assert!(!looks_like_a_log(not), "{}", String::from_utf8_lossy(not));
+        }
     }
 
     #[test]

@@ -90,8 +90,9 @@ enum Command {
 /// Exit status: CMD's; if signal N killed CMD, shmguard reports, then dies
 /// of signal N itself (a shell sees 128+N); 1 with --fail-on-leak when the
 /// tree leaked a segment or an attachment; 2 for bad usage (also an unsafe
-/// --log-dir); 125 when shmguard itself fails; 126 when CMD cannot be run;
-/// 127 when it is not found.
+/// --log-dir, or --options the library would not apply); 125 when
+/// shmguard itself fails; 126 when CMD cannot be run; 127 when it is not
+/// found.
 #[derive(Args)]
 #[command(
     verbatim_doc_comment,
@@ -111,8 +112,8 @@ struct RunCmd {
     /// others without the sticky bit, and hold no logs (*.jsonl) yet; its
     /// parents must be yours or root's, and sticky if others may write.
     /// Default: a fresh directory shmguard.XXXXXX under $TMPDIR, kept and
-    /// named in the report. Logs of users the tree did not run as are
-    /// ignored and renamed *.untrusted.
+    /// named in the report when a process logged (else removed). Logs of
+    /// users the tree did not run as are ignored and renamed *.untrusted.
     #[arg(long, value_name = "DIR", verbatim_doc_comment)]
     log_dir: Option<PathBuf>,
 
@@ -132,7 +133,8 @@ struct RunCmd {
     ///
     /// key=value pairs joined by ':', e.g. policy=strict:verbosity=1 (see
     /// the README). They follow the caller's SHMGUARD_OPTIONS and run's
-    /// log_path, which they may not set.
+    /// log_path, which they may not set. Checked by the library's parser
+    /// before CMD starts: an unknown key or a bad value is refused (exit 2).
     #[arg(long, value_name = "OPTS", verbatim_doc_comment)]
     options: Option<String>,
 
@@ -161,9 +163,10 @@ struct RunCmd {
 
 /// Report from saved audit logs, with a row per process
 ///
-/// Reads every *.jsonl file of LOGDIR (or LOGDIR itself when it is a
-/// file), as written by `shmguard run` or with SHMGUARD_OPTIONS=log_path=...
-/// Only regular files with one link, writable by no one but their owner,
+/// Reads every log of LOGDIR (or LOGDIR itself when it is a file), as
+/// written by `shmguard run` or with SHMGUARD_OPTIONS=log_path=...: each
+/// *.jsonl file, and each other file that begins with a start event
+/// (log_path=DIR/app writes app.PID). Only regular files with one link, writable by no one but their owner,
 /// are read; in a LOGDIR others may write, only those of its owner and
 /// root. Fields from the logs are shown escaped.
 ///
@@ -180,7 +183,8 @@ struct RunCmd {
 /// warning.
 ///
 /// Exit status: 0; 1 when LOGDIR cannot be read, or with --fail-on-leak
-/// when the logs show a leak; 2 for bad usage.
+/// when the logs show a leak; 2 for bad usage, or with --fail-on-leak when
+/// no log was read (nothing to judge is no pass).
 #[derive(Args)]
 #[command(
     verbatim_doc_comment,
@@ -262,11 +266,12 @@ struct CleanCmd {
     #[arg(long)]
     orphans: bool,
 
-    /// Only orphans older than DUR (30s, 10m, 2h, 7d, 2w)
+    /// Only orphans older than DUR (30s, 10m, 2h, 7d, 2w, 1h30m)
     ///
     /// Age is the time since ctime. DUR is a number with a unit, as
-    /// humantime reads it: 30s, 10m, 2h, 7d, 2w, 1h 30m (a bare number is
-    /// seconds). Longer than 2^63-1 seconds is an error (exit 2).
+    /// humantime reads it: 30s, 10m, 2h, 7d, 2w, or several, 1h30m or
+    /// 1h 30m (a bare number is seconds). Longer than 2^63-1 seconds is
+    /// an error (exit 2).
     #[arg(long, value_name = "DUR", value_parser = table::parse_duration, verbatim_doc_comment)]
     older_than: Option<u64>,
 
@@ -286,6 +291,33 @@ fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
             ),
         )
     })?;
+    if cmd.fail_on_leak && logs.processes.is_empty() {
+        // A gate must not pass on nothing: logs that went elsewhere, or
+        // that were all ignored, would look like a clean run.
+        for w in &logs.warnings {
+            eprintln!("shmguard: warning: {}", logs::printable(w));
+        }
+        return Err(Failure::new(
+            2,
+            format!(
+                "--fail-on-leak: no log read in {} ({}), so there is nothing to judge; \
+                 check where log_path sent the logs",
+                logs::printable(&dir.display().to_string()),
+                if logs.warnings.is_empty() {
+                    "no file there is an audit log with an event".to_owned()
+                } else {
+                    format!(
+                        "every file there that could be a log was ignored: {}",
+                        if logs.warnings.len() == 1 {
+                            "see the warning above"
+                        } else {
+                            "see the warnings above"
+                        }
+                    )
+                }
+            ),
+        ));
+    }
     let rows = kernel::segments().unwrap_or_default();
     let clock = Clock::read();
     let report = report::analyze(

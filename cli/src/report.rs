@@ -164,7 +164,9 @@ pub struct RunInfo {
 pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<RunInfo>,
-    pub log_dir: String,
+    /// Where the logs are; `None` when `run` kept none (nothing was
+    /// logged, so it removed the directory it had made).
+    pub log_dir: Option<String>,
     pub processes: Vec<ProcessRow>,
     pub leaked_segments: Vec<SegmentLeak>,
     pub leaked_attachments: Vec<AttachmentLeak>,
@@ -514,7 +516,7 @@ pub fn analyze(
     };
     Report {
         run: None,
-        log_dir: log_dir.to_owned(),
+        log_dir: Some(log_dir.to_owned()),
         processes,
         leaked_segments,
         leaked_attachments,

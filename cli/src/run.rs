@@ -374,19 +374,34 @@ fn seal_log_dir(dir: &LogDir, untrusted: &[PathBuf], warnings: &mut Vec<String>)
     }
 }
 
-/// Refuses `--options` that set `log_path`: `run` owns it.
+/// Refuses `--options` that set `log_path` (`run` owns it), or that the
+/// library would not apply in full: an unknown key, a bad value, a pair
+/// that is not `key=value`. The library's own parser judges them (it would
+/// otherwise only warn, once per process, and go on without them), so the
+/// command never starts with options other than those asked for.
 fn check_options(extra: Option<&str>) -> Result<(), Failure> {
-    let sets_log = extra.is_some_and(|e| {
-        e.split(':').any(|p| {
-            p.split_once('=')
-                .is_some_and(|(k, _)| k.trim() == "log_path")
-        })
+    let Some(extra) = extra else {
+        return Ok(());
+    };
+    let sets_log = extra.split(':').any(|p| {
+        p.split_once('=')
+            .is_some_and(|(k, _)| k.trim() == "log_path")
     });
     if sets_log {
         return Err(Failure::new(
             2,
             "--options may not set log_path: run sets it to LOGDIR/shmguard.%p.jsonl (use --log-dir)"
                 .to_owned(),
+        ));
+    }
+    let problems: Vec<String> = shmguard::support::option_problems(extra)
+        .into_iter()
+        .map(|p| p.strip_suffix(" (ignored)").map(str::to_owned).unwrap_or(p))
+        .collect();
+    if !problems.is_empty() {
+        return Err(Failure::new(
+            2,
+            format!("bad --options: {}", problems.join("; ")),
         ));
     }
     Ok(())
@@ -585,6 +600,11 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         logs::LogSet::default()
     });
     seal_log_dir(&dir, &logs.untrusted, &mut warnings);
+    // A directory of our own making under $TMPDIR that nothing was written
+    // into (no process made a shm call) is not kept: there is nothing to
+    // read. `rmdir` removes only an empty directory, and once sealed no
+    // one else can add to it. A --log-dir is always kept.
+    let kept = !dir.temp || fs::remove_dir(&log_dir).is_err();
     logs.warnings.splice(0..0, warnings);
     let clock = Clock::read();
     let mut report = report::analyze(
@@ -593,6 +613,9 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         KernelView::Run(&tree),
         &|cpid, ctime| clock.creator_alive(cpid, ctime),
     );
+    if !kept {
+        report.log_dir = None;
+    }
 
     let status = cmd_status.unwrap_or(0);
     let exit = std::process::ExitStatus::from_raw(status);
@@ -656,10 +679,13 @@ fn render_text(r: &report::Report, fail_on_leak: bool) -> String {
             run.status
         ));
     }
-    let dir = logs::printable(&r.log_dir);
-    out.push_str(&format!(
-        "{prefix}logs in {dir} (shmguard report {dir} shows each process)\n"
-    ));
+    // Named only when kept: a run that logged nothing leaves no directory.
+    if let Some(dir) = &r.log_dir {
+        let dir = logs::printable(dir);
+        out.push_str(&format!(
+            "{prefix}logs in {dir} (shmguard report {dir} shows each process)\n"
+        ));
+    }
     out.push_str(&report::render_body(r, prefix));
     if fail_on_leak && r.leaked() {
         out.push_str(&format!(
@@ -738,6 +764,25 @@ mod tests {
             "{o}"
         );
         assert!(options_for_tree(dir, Some("verbosity=1:log_path=/x")).is_err());
+    }
+
+    #[test]
+    fn options_the_library_would_skip_are_refused_with_its_reason() {
+        assert!(check_options(None).is_ok());
+        assert!(check_options(Some("")).is_ok());
+        assert!(check_options(Some("policy=strict:verbosity=2:fault=shmget@1=ENOMEM")).is_ok());
+        for (bad, why) in [
+            (
+                "verbosity=9",
+                "bad value '9' for verbosity: expected 0, 1 or 2",
+            ),
+            ("polcy=strict", "unknown option 'polcy'"),
+            ("policy=strict:stacks", "'stacks' is not key=value"),
+        ] {
+            let e = check_options(Some(bad)).unwrap_err();
+            assert_eq!(e.code, 2, "{bad}");
+            assert_eq!(e.message, format!("bad --options: {why}"), "{bad}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::Failure;
 use crate::kernel::{self, Creator, Creators, SHM_DEST, SHM_LOCKED, SegmentRow, Unknown, Users};
 use crate::logs::printable;
 use crate::os;
-use crate::table::{self, human_age, human_size};
+use crate::table::{self, exact_duration, human_age, human_size};
 
 /// One segment, as `ls` shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -224,7 +224,7 @@ pub fn clean(orphans: bool, older_than: Option<u64>, yes: bool) -> Result<i32, F
         )
     };
     let age_note = older_than
-        .map(|s| format!(" older than {}", human_age(s as i64)))
+        .map(|s| format!(" older than {}", exact_duration(s)))
         .unwrap_or_default();
     let mut failed = 0;
     let mut removed = 0;

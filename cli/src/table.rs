@@ -76,12 +76,31 @@ pub fn human_age(secs: i64) -> String {
     }
 }
 
+/// A duration exactly, in days, hours, minutes and seconds (`1h30m`,
+/// `2d`, `0s`): what `--older-than` was given, not rounded as an age is.
+pub fn exact_duration(secs: u64) -> String {
+    let mut out = String::new();
+    let mut rest = secs;
+    for (unit, len) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+        let n = rest / len;
+        rest %= len;
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
 /// The longest `--older-than`: ages are seconds in an `i64`, and a longer
 /// duration would wrap around when compared with one.
 pub const MAX_DURATION_SECS: u64 = i64::MAX as u64;
 
 /// Parses a duration with humantime: a number and a unit, `30s`, `10m`,
-/// `2h`, `7d`, `2w`, or several (`1h 30m`); a bare number is seconds.
+/// `2h`, `7d`, `2w`, or several (`1h30m`, `1h 30m`); a bare number is
+/// seconds.
 /// Durations longer than [`MAX_DURATION_SECS`] (or that overflow while
 /// parsing) are errors, never wrapped.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
@@ -131,6 +150,13 @@ mod tests {
         assert_eq!(parse_duration("15"), Ok(15));
         assert_eq!(parse_duration("1w"), Ok(604800));
         assert_eq!(parse_duration("1h 30m"), Ok(5400));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert_eq!(parse_duration("2h15m30s"), Ok(8130));
+        assert_eq!(exact_duration(5400), "1h30m");
+        assert_eq!(exact_duration(8130), "2h15m30s");
+        assert_eq!(exact_duration(3600), "1h");
+        assert_eq!(exact_duration(86400 + 1), "1d1s");
+        assert_eq!(exact_duration(0), "0s");
         assert!(parse_duration("1x").is_err());
         assert!(parse_duration("m").is_err());
         // Out of range: an error, never a wrapped value.
