@@ -693,14 +693,27 @@ pub fn at_exit() -> Option<i32> {
     if !runtime::active() {
         return None; // no call was made: nothing to check
     }
-    let options = runtime::options();
-    if !options.leak_check && !audit::enabled() {
-        return None;
-    }
     // exit() called from a signal handler that interrupted shmguard: the
     // records may be locked by the interrupted call.
     let _inside = runtime::enter()?;
     let saved = sys::errno();
+    let status = exit_check();
+    // The records are of no use any more: free them, so that memcheck
+    // finds nothing of shmguard's in a leak-free program.
+    fail_open((), || {
+        REGISTRY.release();
+        stacks::release();
+    });
+    sys::set_errno(saved);
+    status
+}
+
+/// [`at_exit`]'s check: the report, the log's exit event, and the status.
+fn exit_check() -> Option<i32> {
+    let options = runtime::options();
+    if !options.leak_check && !audit::enabled() {
+        return None;
+    }
     let findings = findings_inside();
     let leaks = leak::leak_count(&findings);
     // Leaks, and notes of segments left to other processes, are reported;
@@ -709,7 +722,6 @@ pub fn at_exit() -> Option<i32> {
         write_report(2, &findings);
     }
     fail_open((), || audit::exit(&findings));
-    sys::set_errno(saved);
     (options.leak_check && leaks > 0 && options.exitcode != 0)
         .then_some(i32::from(options.exitcode))
 }
