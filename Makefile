@@ -59,9 +59,12 @@ test-rust:
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 
-# The C suite against the release build.
+# The C suite against the release build, then a leak-free program under
+# valgrind's memcheck with default options: as clean with shmguard as
+# without it.
 test-c: build
 	CC="$(CC)" c_tests/run.sh $(REL) $(BUILD)/c_tests
+	CC="$(CC)" c_tests/memcheck.sh $(REL) $(BUILD)/memcheck
 
 # The committed header must be what build.rs generates, and compile as C11
 # and C++17 with every warning an error.

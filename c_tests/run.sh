@@ -16,7 +16,8 @@
 #   x_leak.c  one run per scenario, linked and preloaded (it finds the
 #             extension functions with dlsym, so the plain binary serves the
 #             preloaded mode); this script checks stderr and the status.
-#   x_policy.c, x_guard.c, x_fault.c, x_stacks.c  the options, and
+#   x_policy.c, x_rules.c, x_help.c, x_guard.c, x_fault.c, x_stacks.c
+#             the options, and
 #   x_stress.c, x_hostile.c, x_log.c  load, signals, fork/exec, hostile
 #             environments, the audit log under attack,
 #   x_priv.c  privileged processes, start-up races, escaped output:
@@ -329,7 +330,7 @@ want_mode linked && x_modes="linked"
 want_mode preloaded && x_modes="$x_modes preloaded"
 
 # The programs of the option runs (below), in the order they are built.
-option_programs="x_policy x_guard x_fault x_stacks x_stress x_hostile x_priv x_log x_safety"
+option_programs="x_policy x_rules x_help x_guard x_fault x_stacks x_stress x_hostile x_priv x_log x_safety"
 [ "$suite" = stress ] && option_programs="x_stress"
 
 if [ -n "$x_modes" ] && [ "$have_lib" -eq 0 ]; then
@@ -548,6 +549,10 @@ fi
 # Keep in step with OPTION_RUNS and STRESS_RUNS in tests/c_suite.rs.
 option_runs="x_policy strict policy=strict
 x_policy audit -
+x_rules strict policy=strict
+x_rules audit -
+x_help help -
+x_help comma -
 x_guard - guard_pages=1
 x_fault nth fault=shmget@2=ENOSPC
 x_fault twice fault=shmget@1=ENOSPC,shmget@3=ENOMEM

@@ -103,6 +103,9 @@ pub fn render(o: &Options) -> String {
         text.push_str(":fault=");
         text.push_str(&rules.join(","));
     }
+    if o.help {
+        text.push_str(":help=1");
+    }
     text
 }
 

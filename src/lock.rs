@@ -168,6 +168,62 @@ impl<T> Drop for Guard<'_, T> {
     }
 }
 
+/// The allocator of one hash table (the registry's, the stacks'): the
+/// global allocator, but it also keeps, in itself, the start of the
+/// table's current block. A hash table points into the middle of its block
+/// (its control bytes follow the buckets), which Valgrind's memcheck calls
+/// "possibly lost" when the process ends without freeing it: a forked child
+/// that calls `_exit`, or any process killed or ending in `_exit`. With the
+/// start held here, in the table inside a static, the block is "still
+/// reachable", as memory held on purpose is; a program leak-free without
+/// shmguard is leak-free with it, whatever the way it ends.
+pub struct Anchored {
+    start: AtomicPtr<u8>,
+}
+
+impl Anchored {
+    pub const fn new() -> Self {
+        Self {
+            start: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+}
+
+impl Default for Anchored {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: every block comes from and goes back to the global allocator
+// (`Global`), which fulfils the trait's contract; keeping a copy of the
+// block's address changes nothing about the block.
+unsafe impl allocator_api2::alloc::Allocator for Anchored {
+    fn allocate(
+        &self,
+        layout: core::alloc::Layout,
+    ) -> Result<core::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        let block = allocator_api2::alloc::Global.allocate(layout)?;
+        self.start
+            .store(block.as_ptr().cast::<u8>(), Ordering::Relaxed);
+        Ok(block)
+    }
+
+    unsafe fn deallocate(&self, ptr: core::ptr::NonNull<u8>, layout: core::alloc::Layout) {
+        // A table allocates its new block before it frees the old one:
+        // forget only the block being freed.
+        let _ = self.start.compare_exchange(
+            ptr.as_ptr(),
+            core::ptr::null_mut(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        // SAFETY: the caller guarantees that `ptr` is a block this
+        // allocator gave with `layout`, i.e. one of `Global`'s.
+        unsafe { allocator_api2::alloc::Global.deallocate(ptr, layout) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +238,31 @@ mod tests {
         P.publish(vec![3]);
         assert_eq!(first, &[1, 2]);
         assert_eq!(P.get().expect("published"), &[3]);
+    }
+
+    /// The allocator keeps the start of the newest block, and forgets it
+    /// only when that block is freed: a table that grows allocates its new
+    /// block before freeing the old one.
+    #[test]
+    fn anchored_keeps_the_current_block() {
+        use allocator_api2::alloc::Allocator;
+        let a = Anchored::new();
+        let layout = core::alloc::Layout::from_size_align(148, 16).unwrap();
+        let old = a.allocate(layout).unwrap().cast::<u8>();
+        assert_eq!(a.start.load(Ordering::Relaxed), old.as_ptr());
+        let new = a.allocate(layout).unwrap().cast::<u8>();
+        // SAFETY: `old` came from `a` with `layout` and is freed once.
+        unsafe { a.deallocate(old, layout) };
+        assert_eq!(a.start.load(Ordering::Relaxed), new.as_ptr());
+        // SAFETY: as above, for `new`.
+        unsafe { a.deallocate(new, layout) };
+        assert!(a.start.load(Ordering::Relaxed).is_null());
+
+        // A table of the registry's kind holds its block's start.
+        let mut map =
+            hashbrown::HashMap::with_hasher_in(std::hash::RandomState::new(), Anchored::new());
+        map.insert(1u32, 2u32);
+        assert!(!map.allocator().start.load(Ordering::Relaxed).is_null());
     }
 
     #[test]

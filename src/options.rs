@@ -27,6 +27,8 @@ pub struct Options {
     pub stacks: bool,
     /// Fault injection rules (`fault=`), in the order given.
     pub fault: Vec<FaultRule>,
+    /// `help=1`: print every option on stderr (the program goes on).
+    pub help: bool,
 }
 
 impl Options {
@@ -40,7 +42,109 @@ impl Options {
         guard_pages: false,
         stacks: false,
         fault: Vec::new(),
+        help: false,
     };
+}
+
+/// One option as `help=1` lists it.
+pub struct Doc {
+    pub key: &'static str,
+    pub values: &'static str,
+    pub default: &'static str,
+    pub meaning: &'static str,
+}
+
+/// Every option [`parse`] knows, with its default and meaning, in the
+/// order `help=1` prints them.
+pub const DOCS: &[Doc] = &[
+    Doc {
+        key: "leak_check",
+        values: "0|1",
+        default: "1",
+        meaning: "report the segments and attachments a process leaves behind, at exit",
+    },
+    Doc {
+        key: "exitcode",
+        values: "0-255",
+        default: "0",
+        meaning: "nonzero: a process that leaked exits with this status (0: the program's own status)",
+    },
+    Doc {
+        key: "verbosity",
+        values: "0|1|2",
+        default: "0",
+        meaning: "1: print each failed call with its diagnostic, and policy findings; 2: every call",
+    },
+    Doc {
+        key: "log_path",
+        values: "PATH",
+        default: "unset",
+        meaning: "write the audit log, one JSON Lines file per process (%p: the pid)",
+    },
+    Doc {
+        key: "policy",
+        values: "audit|strict",
+        default: "audit",
+        meaning: "strict: refuse calls that break a security rule with EACCES; audit: only report them",
+    },
+    Doc {
+        key: "guard_pages",
+        values: "0|1",
+        default: "0",
+        meaning: "a no-access page before and after each attachment whose address the kernel chooses",
+    },
+    Doc {
+        key: "stacks",
+        values: "0|1",
+        default: "0",
+        meaning: "record call stacks for leaks and policy findings",
+    },
+    Doc {
+        key: "fault",
+        values: "CALL@N=ERRNO[,...]",
+        default: "unset",
+        meaning: "the Nth call of CALL fails with ERRNO without reaching the kernel (CALL@N=panic: a self-test)",
+    },
+    Doc {
+        key: "help",
+        values: "0|1",
+        default: "0",
+        meaning: "print this list on stderr; the program goes on",
+    },
+];
+
+/// The lines `help=1` prints: how the options are written, then one line
+/// per option with its values, default and meaning.
+pub fn help() -> Vec<String> {
+    let mut lines = vec![
+        "SHMGUARD_OPTIONS: key=value pairs separated by ':' (',' separates the entries of fault=), e.g. verbosity=1:exitcode=3".to_owned(),
+    ];
+    let width = DOCS
+        .iter()
+        .map(|d| d.key.len() + d.values.len() + 1)
+        .max()
+        .unwrap_or(0);
+    for d in DOCS {
+        let form = format!("{}={}", d.key, d.values);
+        lines.push(format!(
+            "  {form:<width$}  default {:<5}  {}",
+            d.default, d.meaning
+        ));
+    }
+    lines
+}
+
+/// The hint a warning gives when a pair holds a `,`: sanitizer users write
+/// `verbosity=1,exitcode=3`, which is one pair here.
+const COMMA_HINT: &str = "pairs are separated by ':' (',' separates the entries of fault=)";
+
+/// Whether `value` holds `,KEY=` for a known key: pairs joined with `,`
+/// instead of `:`.
+fn comma_joined(value: &str) -> bool {
+    value.split(',').skip(1).any(|part| {
+        part.split_once('=')
+            .is_some_and(|(k, _)| DOCS.iter().any(|d| d.key == k.trim()))
+    })
 }
 
 impl Default for Options {
@@ -109,8 +213,24 @@ pub fn parse(text: &[u8]) -> (Options, Vec<String>) {
         };
         // Matched and quoted trimmed: a warning names a known key as such.
         let key = key.trim();
-        let bad =
-            |what: &str| format!("bad value '{}' for {key}: {what} (ignored)", shorten(value));
+        if DOCS.iter().any(|d| d.key == key) && comma_joined(value) {
+            warnings.push(format!(
+                "'{}' looks like several pairs joined by ',': {COMMA_HINT} (ignored)",
+                shorten(pair.trim())
+            ));
+            continue;
+        }
+        let bad = |what: &str| {
+            let hint = if value.contains(',') && key != "fault" {
+                format!("; {COMMA_HINT}")
+            } else {
+                String::new()
+            };
+            format!(
+                "bad value '{}' for {key}: {what}{hint} (ignored)",
+                shorten(value)
+            )
+        };
         match key {
             "leak_check" => match flag(value) {
                 Some(v) => options.leak_check = v,
@@ -148,7 +268,14 @@ pub fn parse(text: &[u8]) -> (Options, Vec<String>) {
                 Ok(rules) => options.fault = rules,
                 Err(why) => warnings.push(bad(&why)),
             },
-            other => warnings.push(format!("unknown option '{}' (ignored)", shorten(other))),
+            "help" => match flag(value) {
+                Some(v) => options.help = v,
+                None => warnings.push(bad("expected 0 or 1")),
+            },
+            other => warnings.push(format!(
+                "unknown option '{}' (ignored; help=1 lists them)",
+                shorten(other)
+            )),
         }
     }
     (options, warnings)
@@ -317,6 +444,75 @@ mod tests {
             w,
             ["bad value 'lax' for policy: expected audit or strict (ignored)"]
         );
+    }
+
+    /// `verbosity=1,exitcode=3` (the `ASAN_OPTIONS` habit) is not taken
+    /// for something else: the warning says how pairs are separated.
+    #[test]
+    fn pairs_joined_by_commas_are_not_misread() {
+        for text in [
+            "verbosity=1,exitcode=3",
+            "exitcode=3,verbosity=1",
+            "log_path=/tmp/x.%p,verbosity=2",
+            "fault=shmget@1=ENOSPC,verbosity=1",
+            "policy=strict, stacks=1",
+        ] {
+            let (o, w) = parse(text.as_bytes());
+            assert_eq!(o, Options::default(), "{text}: applied {o:?}");
+            assert_eq!(w.len(), 1, "{text}: {w:?}");
+            assert!(
+                w[0].contains("pairs are separated by ':' (',' separates the entries of fault=)"),
+                "{text}: {w:?}"
+            );
+        }
+        // A bad value with a comma gets the hint too.
+        let (_, w) = parse(b"verbosity=1,2");
+        assert!(w[0].contains("pairs are separated by ':'"), "{w:?}");
+        // Commas inside fault= and in paths are theirs.
+        let (o, w) = parse(b"fault=shmget@1=ENOSPC,shmat@2=EINVAL:log_path=/tmp/a,b.%p");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(o.fault.len(), 2);
+        assert_eq!(o.log_path.as_deref(), Some("/tmp/a,b.%p"));
+    }
+
+    /// `help=1` lists every option `parse` knows, with its default, and
+    /// each default is what `parse` gives without the option.
+    #[test]
+    fn help_lists_every_option_with_its_default() {
+        let (o, w) = parse(b"help=1");
+        assert!(w.is_empty(), "{w:?}");
+        assert!(o.help);
+        assert_eq!(Options { help: false, ..o }, Options::default());
+        let lines = help();
+        assert!(lines[0].contains("separated by ':'"), "{lines:?}");
+        for d in DOCS {
+            // Known to the parser.
+            let (_, w) = parse(format!("{}=?", d.key).as_bytes());
+            assert!(
+                w.iter().all(|w| !w.contains("unknown option")),
+                "{}: {w:?}",
+                d.key
+            );
+            // The default is the default.
+            if d.default != "unset" {
+                let (o, w) = parse(format!("{}={}", d.key, d.default).as_bytes());
+                assert!(w.is_empty(), "{}: {w:?}", d.key);
+                assert_eq!(o, Options::default(), "{}", d.key);
+            }
+            let line = lines
+                .iter()
+                .find(|l| l.trim_start().starts_with(&format!("{}=", d.key)))
+                .unwrap_or_else(|| panic!("no help line for {}", d.key));
+            assert!(line.contains(&format!("default {}", d.default)), "{line}");
+            assert!(line.contains(d.meaning), "{line}");
+        }
+        // Every key the canonical form has is documented.
+        let every = "leak_check=1:exitcode=0:verbosity=0:policy=audit:guard_pages=0:stacks=0:log_path=x:fault=ftok@1=EIO:help=0";
+        for pair in every.split(':') {
+            let key = pair.split_once('=').unwrap().0;
+            assert!(DOCS.iter().any(|d| d.key == key), "{key} has no help");
+        }
+        assert_eq!(DOCS.len(), every.split(':').count());
     }
 
     #[test]

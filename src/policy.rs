@@ -48,6 +48,47 @@ pub struct Finding {
     pub detail: Sentence,
 }
 
+/// Every rule one call breaks (at most [`Findings::MAX`]), in the order
+/// the rules are checked. Fixed-size: judging a call allocates nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Findings {
+    items: [Option<Finding>; Findings::MAX],
+}
+
+impl Findings {
+    /// The most rules one call can break (`shmget`: `key-without-excl` and
+    /// `wide-mode`).
+    pub const MAX: usize = 2;
+
+    fn push(&mut self, f: Finding) {
+        if let Some(slot) = self.items.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(f);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items[0].is_none()
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Finding> {
+        self.items.iter().flatten()
+    }
+}
+
+impl From<Option<Finding>> for Findings {
+    fn from(f: Option<Finding>) -> Self {
+        let mut all = Self::default();
+        if let Some(f) = f {
+            all.push(f);
+        }
+        all
+    }
+}
+
 fn finding(rule: Rule, args: core::fmt::Arguments<'_>) -> Finding {
     let mut detail = Sentence::new();
     let _ = detail.write_fmt(args);
@@ -63,11 +104,13 @@ pub struct Owner {
     pub mode: u32,
 }
 
-/// Rules checked before `shmget` reaches the kernel.
-pub fn shmget_request(key: i32, flags: i32) -> Option<Finding> {
+/// Rules checked before `shmget` reaches the kernel: a call may break
+/// both (`shmget(0x4321, size, IPC_CREAT|0666)`), and both are reported.
+pub fn shmget_request(key: i32, flags: i32) -> Findings {
+    let mut all = Findings::default();
     let creates = key == libc::IPC_PRIVATE || flags & libc::IPC_CREAT != 0;
     if key != libc::IPC_PRIVATE && flags & libc::IPC_CREAT != 0 && flags & libc::IPC_EXCL == 0 {
-        return Some(finding(
+        all.push(finding(
             Rule::KeyWithoutExcl,
             format_args!(
                 "shmget(key={}) with IPC_CREAT but without IPC_EXCL cannot tell a segment it created from one another user created first under the same key; add IPC_EXCL and handle EEXIST",
@@ -77,7 +120,7 @@ pub fn shmget_request(key: i32, flags: i32) -> Option<Finding> {
     }
     let wide = flags as u32 & 0o077;
     if creates && wide != 0 {
-        return Some(finding(
+        all.push(finding(
             Rule::WideMode,
             format_args!(
                 "shmget(key={}) creates a segment with mode 0{:03o}, which lets {} read or write it; use 0600 and share it deliberately",
@@ -91,7 +134,7 @@ pub fn shmget_request(key: i32, flags: i32) -> Option<Finding> {
             ),
         ));
     }
-    None
+    all
 }
 
 /// The rule checked after `shmget` opened (did not create) a keyed
@@ -138,40 +181,42 @@ pub fn shmat_request(shmid: i32, flags: i32) -> Option<Finding> {
 }
 
 /// The rule checked before `IPC_SET`: `current` is the segment now, `new`
-/// what the caller's buffer asks for (uid, gid, mode).
+/// what the caller's buffer asks for (uid, gid, mode). One finding that
+/// gives every way the call widens access.
 pub fn ipc_set(shmid: i32, current: Owner, new: Owner) -> Option<Finding> {
+    let mut detail = Sentence::new();
+    let mut reasons = 0;
+    let mut reason = |args: core::fmt::Arguments<'_>| {
+        let _ = detail.write_str(if reasons == 0 { "" } else { "; " });
+        let _ = detail.write_fmt(args);
+        reasons += 1;
+    };
     let widened = new.mode & !current.mode & 0o777;
     if widened != 0 {
-        return Some(finding(
-            Rule::WideningSet,
-            format_args!(
-                "IPC_SET on shmid={shmid} widens its mode from 0{:03o} to 0{:03o}",
-                current.mode & 0o777,
-                new.mode & 0o777
-            ),
+        reason(format_args!(
+            "IPC_SET on shmid={shmid} widens its mode from 0{:03o} to 0{:03o}",
+            current.mode & 0o777,
+            new.mode & 0o777
         ));
     }
     if new.uid != current.uid {
-        return Some(finding(
-            Rule::WideningSet,
-            format_args!(
-                "IPC_SET on shmid={shmid} hands it from uid {} to uid {}",
-                current.uid, new.uid
-            ),
+        reason(format_args!(
+            "IPC_SET on shmid={shmid} hands it from uid {} to uid {}",
+            current.uid, new.uid
         ));
     }
     if new.gid != current.gid && new.mode & 0o070 != 0 {
-        return Some(finding(
-            Rule::WideningSet,
-            format_args!(
-                "IPC_SET on shmid={shmid} gives group access (mode 0{:03o}) to gid {} instead of gid {}",
-                new.mode & 0o777,
-                new.gid,
-                current.gid
-            ),
+        reason(format_args!(
+            "IPC_SET on shmid={shmid} gives group access (mode 0{:03o}) to gid {} instead of gid {}",
+            new.mode & 0o777,
+            new.gid,
+            current.gid
         ));
     }
-    None
+    (reasons > 0).then_some(Finding {
+        rule: Rule::WideningSet,
+        detail,
+    })
 }
 
 #[cfg(test)]
@@ -181,8 +226,14 @@ mod tests {
     const CREAT: i32 = libc::IPC_CREAT;
     const EXCL: i32 = libc::IPC_EXCL;
 
-    fn rule(f: Option<Finding>) -> Option<Rule> {
-        f.map(|f| f.rule)
+    fn rule(f: impl Into<Findings>) -> Option<Rule> {
+        let all = f.into();
+        assert!(all.len() <= 1, "several rules: {all:?}");
+        all.iter().next().map(|f| f.rule)
+    }
+
+    fn rules(all: Findings) -> Vec<Rule> {
+        all.iter().map(|f| f.rule).collect()
     }
 
     #[test]
@@ -208,11 +259,11 @@ mod tests {
 
     #[test]
     fn safe_forms_pass() {
-        assert!(shmget_request(libc::IPC_PRIVATE, CREAT | 0o600).is_none());
-        assert!(shmget_request(0x1234, CREAT | EXCL | 0o600).is_none());
-        assert!(shmget_request(0x1234, CREAT | EXCL | 0o400).is_none());
+        assert!(shmget_request(libc::IPC_PRIVATE, CREAT | 0o600).is_empty());
+        assert!(shmget_request(0x1234, CREAT | EXCL | 0o600).is_empty());
+        assert!(shmget_request(0x1234, CREAT | EXCL | 0o400).is_empty());
         // Opening (no IPC_CREAT) asks for access, it does not grant it.
-        assert!(shmget_request(0x1234, 0o666).is_none());
+        assert!(shmget_request(0x1234, 0o666).is_empty());
         assert!(shmat_request(1, libc::SHM_RDONLY | libc::SHM_RND).is_none());
     }
 
@@ -222,6 +273,45 @@ mod tests {
             rule(shmget_request(0x1234, CREAT | 0o600)),
             Some(Rule::KeyWithoutExcl)
         );
+    }
+
+    /// A call that breaks two rules gets both, in the order checked.
+    #[test]
+    fn every_rule_a_call_breaks_is_found() {
+        assert_eq!(
+            rules(shmget_request(0x4321, CREAT | 0o666)),
+            [Rule::KeyWithoutExcl, Rule::WideMode]
+        );
+        assert_eq!(
+            rules(shmget_request(0x4321, CREAT | 0o640)),
+            [Rule::KeyWithoutExcl, Rule::WideMode]
+        );
+        assert_eq!(rules(shmget_request(0x4321, CREAT | EXCL | 0o600)), []);
+    }
+
+    #[test]
+    fn ipc_set_gives_every_reason() {
+        let cur = Owner {
+            uid: 1,
+            gid: 1,
+            cuid: 1,
+            mode: 0o600,
+        };
+        let f = ipc_set(
+            3,
+            cur,
+            Owner {
+                uid: 2,
+                gid: 2,
+                mode: 0o660,
+                ..cur
+            },
+        )
+        .expect("a finding");
+        let d = f.detail.as_str();
+        assert!(d.contains("widens its mode from 0600 to 0660"), "{d}");
+        assert!(d.contains("hands it from uid 1 to uid 2"), "{d}");
+        assert!(d.contains("to gid 2 instead of gid 1"), "{d}");
     }
 
     #[test]

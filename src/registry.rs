@@ -12,9 +12,9 @@
 
 use core::hash::{BuildHasherDefault, Hasher};
 use core::sync::atomic::{AtomicUsize, Ordering};
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
-use crate::lock::Locked;
+use crate::lock::{Anchored, Locked};
 
 /// One attachment made by `shmat`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,8 +77,13 @@ impl Hasher for IdHasher {
 }
 
 type Build = BuildHasherDefault<IdHasher>;
-type AddrMap = HashMap<usize, Attachment, Build>;
-type IdMap = HashMap<i32, Created, Build>;
+type AddrMap = HashMap<usize, Attachment, Build, Anchored>;
+type IdMap = HashMap<i32, Created, Build, Anchored>;
+
+/// An empty table, which allocates nothing.
+const fn table<K, V>() -> HashMap<K, V, Build, Anchored> {
+    HashMap::with_hasher_in(Build::new(), Anchored::new())
+}
 
 const SHARDS: usize = 16;
 
@@ -112,8 +117,8 @@ fn shard_of(addr: usize) -> usize {
 impl Registry {
     pub const fn new() -> Self {
         Self {
-            shards: [const { Locked::new(HashMap::with_hasher(Build::new())) }; SHARDS],
-            created: Locked::new(HashMap::with_hasher(Build::new())),
+            shards: [const { Locked::new(table()) }; SHARDS],
+            created: Locked::new(table()),
             lost: AtomicUsize::new(0),
             attachments: AtomicUsize::new(0),
             attachments_prune_at: AtomicUsize::new(PRUNE_MIN),
@@ -398,6 +403,20 @@ impl Registry {
     pub fn for_each_created(&self, mut f: impl FnMut(i32, &Created)) {
         for (&id, c) in self.created.lock().iter() {
             f(id, c);
+        }
+    }
+
+    /// Frees every record and the tables' memory, once the exit check is
+    /// done (the process is about to end). A table another thread holds
+    /// is left alone: exit never waits.
+    pub fn release(&self) {
+        for shard in &self.shards {
+            if let Some(mut map) = shard.try_lock() {
+                *map = table();
+            }
+        }
+        if let Some(mut map) = self.created.try_lock() {
+            *map = table();
         }
     }
 

@@ -153,11 +153,21 @@ fn read_options() -> (Options, Vec<String>) {
         return (Options::default(), lines);
     }
     let (options, warnings) = options::parse(&raw);
-    let lines = warnings
+    let lines = option_lines(&options, warnings);
+    (options, lines)
+}
+
+/// What to print about the options at the first call: the warnings, then
+/// the list of options if `help=1` asked for it.
+fn option_lines(options: &Options, warnings: Vec<String>) -> Vec<String> {
+    let mut lines: Vec<String> = warnings
         .into_iter()
         .map(|w| format!("warning: SHMGUARD_OPTIONS: {w}"))
         .collect();
-    (options, lines)
+    if options.help {
+        lines.extend(options::help());
+    }
+    lines
 }
 
 /// Puts `options` in force.
@@ -196,11 +206,8 @@ fn reread() {
     }
     crate::fail_open((), || {
         let (options, warnings) = options::parse(&raw);
+        let lines = option_lines(&options, warnings);
         apply(options);
-        let lines: Vec<String> = warnings
-            .into_iter()
-            .map(|w| format!("warning: SHMGUARD_OPTIONS: {w}"))
-            .collect();
         if WARNED.load(Ordering::Acquire) {
             // The first call is past: say them now.
             for w in &lines {

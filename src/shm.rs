@@ -53,23 +53,28 @@ fn failed(call: Call<'_>, errno: Errno, explain: impl FnOnce() -> Sentence) -> E
     Error { errno, detail }
 }
 
-/// Applies a policy finding: recorded always (log, and stderr at verbosity
-/// 1); under `policy=strict` the call is refused with `EACCES`.
-fn judge(call: impl FnOnce() -> Call<'static>, finding: policy::Finding) -> Result<(), Error> {
+/// Applies the policy findings of one call, every rule it breaks: each is
+/// recorded (one log event, and at verbosity 1 one stderr line, per rule);
+/// under `policy=strict` the call is refused with `EACCES` and a diagnostic
+/// that names them all.
+fn judge(call: impl FnOnce() -> Call<'static>, findings: &policy::Findings) -> Result<(), Error> {
+    if findings.is_empty() {
+        return Ok(());
+    }
     let call = call();
     let strict = runtime::strict();
     let stack = fail_open(Vec::new(), stacks::here);
-    fail_open((), || {
-        audit::finding(
-            finding.rule.name(),
-            call.name(),
-            strict,
-            &finding.detail,
-            &stack,
-        )
-    });
-    if !strict {
-        if runtime::verbosity() >= 1 {
+    for finding in findings.iter() {
+        fail_open((), || {
+            audit::finding(
+                finding.rule.name(),
+                call.name(),
+                strict,
+                &finding.detail,
+                &stack,
+            )
+        });
+        if !strict && runtime::verbosity() >= 1 {
             say(format_args!(
                 "policy: {}: {}",
                 finding.rule.name(),
@@ -79,20 +84,40 @@ fn judge(call: impl FnOnce() -> Call<'static>, finding: policy::Finding) -> Resu
                 say(format_args!("    at {frame}"));
             }
         }
+    }
+    if !strict {
         return Ok(());
     }
-    Err(failed(call, libc::EACCES, || {
-        let mut s = Sentence::new();
-        let _ = fmt::Write::write_fmt(
-            &mut s,
-            format_args!(
-                "refused by policy=strict, rule {}: {}",
-                finding.rule.name(),
-                finding.detail
-            ),
-        );
-        s
-    }))
+    Err(failed(call, libc::EACCES, || refusal(findings)))
+}
+
+/// The diagnostic of a call refused under `policy=strict`: the names of
+/// all the rules first (so that a cut sentence still gives them), then
+/// each rule's explanation.
+fn refusal(findings: &policy::Findings) -> Sentence {
+    let mut s = Sentence::new();
+    let n = findings.len();
+    let _ = fmt::Write::write_str(
+        &mut s,
+        if n > 1 {
+            "refused by policy=strict, rules "
+        } else {
+            "refused by policy=strict, rule "
+        },
+    );
+    for (i, f) in findings.iter().enumerate() {
+        let sep = match i {
+            0 => "",
+            i if i + 1 == n => " and ",
+            _ => ", ",
+        };
+        let _ = fmt::Write::write_fmt(&mut s, format_args!("{sep}{}", f.rule.name()));
+    }
+    for (i, f) in findings.iter().enumerate() {
+        let sep = if i == 0 { ": " } else { "; " };
+        let _ = fmt::Write::write_fmt(&mut s, format_args!("{sep}{}", f.detail));
+    }
+    s
 }
 
 fn owner_of(ds: &sys::ShmidDs) -> policy::Owner {
@@ -160,20 +185,18 @@ pub fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, Error> {
     injected(CallKind::Shmget, call)?;
     let policed = runtime::policy_active();
     if policed {
-        if let Some(finding) = fail_open(None, || policy::shmget_request(key, flags)) {
-            judge(call, finding)?;
-        }
+        let findings = fail_open(policy::Findings::default(), || {
+            policy::shmget_request(key, flags)
+        });
+        judge(call, &findings)?;
     }
     match get_or_create(key, size, flags) {
         (Ok(id), created) => {
             if policed && !created && key != libc::IPC_PRIVATE {
                 let euid = sys::euid_egid().0;
                 let owner = sys::shm_stat(id).ok().map(|ds| owner_of(&ds));
-                if let Some(finding) =
-                    fail_open(None, || policy::shmget_opened(key, id, owner, euid))
-                {
-                    judge(call, finding)?;
-                }
+                let finding = fail_open(None, || policy::shmget_opened(key, id, owner, euid));
+                judge(call, &finding.into())?;
             }
             if created {
                 fail_open((), || {
@@ -246,9 +269,8 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
     let call = move || Call::Shmat { shmid, addr, flags };
     injected(CallKind::Shmat, call)?;
     if runtime::policy_active() {
-        if let Some(finding) = fail_open(None, || policy::shmat_request(shmid, flags)) {
-            judge(call, finding)?;
-        }
+        let finding = fail_open(None, || policy::shmat_request(shmid, flags));
+        judge(call, &finding.into())?;
     }
     // With guard_pages=1 the kernel-chosen address moves inside a guarded
     // range; any trouble there falls back to the plain call.
@@ -400,11 +422,10 @@ pub fn shmctl(shmid: i32, cmd: i32, buf: usize) -> Result<i32, Error> {
         // Only a readable buffer and a segment we can stat are judged; the
         // kernel rejects the others itself.
         if let (Some(new), Ok(now)) = (sys::peek_shmid_ds(buf), sys::shm_stat(shmid)) {
-            if let Some(finding) = fail_open(None, || {
+            let finding = fail_open(None, || {
                 policy::ipc_set(shmid, owner_of(&now), owner_of(&new))
-            }) {
-                judge(call, finding)?;
-            }
+            });
+            judge(call, &finding.into())?;
         }
     }
     match sys::shmctl(shmid, cmd, buf) {
@@ -672,14 +693,27 @@ pub fn at_exit() -> Option<i32> {
     if !runtime::active() {
         return None; // no call was made: nothing to check
     }
-    let options = runtime::options();
-    if !options.leak_check && !audit::enabled() {
-        return None;
-    }
     // exit() called from a signal handler that interrupted shmguard: the
     // records may be locked by the interrupted call.
     let _inside = runtime::enter()?;
     let saved = sys::errno();
+    let status = exit_check();
+    // The records are of no use any more: free them, so that memcheck
+    // finds nothing of shmguard's in a leak-free program.
+    fail_open((), || {
+        REGISTRY.release();
+        stacks::release();
+    });
+    sys::set_errno(saved);
+    status
+}
+
+/// [`at_exit`]'s check: the report, the log's exit event, and the status.
+fn exit_check() -> Option<i32> {
+    let options = runtime::options();
+    if !options.leak_check && !audit::enabled() {
+        return None;
+    }
     let findings = findings_inside();
     let leaks = leak::leak_count(&findings);
     // Leaks, and notes of segments left to other processes, are reported;
@@ -688,7 +722,6 @@ pub fn at_exit() -> Option<i32> {
         write_report(2, &findings);
     }
     fail_open((), || audit::exit(&findings));
-    sys::set_errno(saved);
     (options.leak_check && leaks > 0 && options.exitcode != 0)
         .then_some(i32::from(options.exitcode))
 }

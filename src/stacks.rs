@@ -9,9 +9,11 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::backtrace::Backtrace;
-use std::collections::HashMap;
+use std::hash::RandomState;
 
-use crate::lock::Locked;
+use hashbrown::HashMap;
+
+use crate::lock::{Anchored, Locked};
 
 /// What a stack belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,7 +23,9 @@ pub enum Owner {
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
-static STACKS: Locked<Option<HashMap<Owner, Backtrace>>> = Locked::new(None);
+/// The stored stacks (a table whose memory stays reachable: see
+/// [`Anchored`]).
+static STACKS: Locked<Option<HashMap<Owner, Backtrace, RandomState, Anchored>>> = Locked::new(None);
 /// Held while std captures or resolves a backtrace. std does both under a
 /// global lock of its own, which a fork child would inherit locked if
 /// another thread was capturing at that moment; fork `prepare` takes this
@@ -75,7 +79,8 @@ fn record_now(owner: Owner) {
         Backtrace::force_capture()
     };
     let mut map = STACKS.lock();
-    let map = map.get_or_insert_with(HashMap::new);
+    let map =
+        map.get_or_insert_with(|| HashMap::with_hasher_in(RandomState::new(), Anchored::new()));
     if map.try_reserve(1).is_ok() {
         map.insert(owner, trace);
     }
@@ -92,6 +97,14 @@ pub fn here() -> Vec<String> {
         Backtrace::force_capture().to_string()
     };
     caller_frames(&text)
+}
+
+/// Frees every stored stack, once the exit check is done. The table is
+/// left alone if another thread holds it: exit never waits.
+pub fn release() {
+    if let Some(mut map) = STACKS.try_lock() {
+        *map = None;
+    }
 }
 
 /// Drops the stack of `owner` (detached, or marked with IPC_RMID).

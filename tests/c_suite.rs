@@ -8,7 +8,7 @@
 //! - `x_api.c`: the extension API, linked only.
 //! - `x_leak.c SCENARIO`: the leak report, linked and preloaded; stderr and
 //!   the exit status are checked here.
-//! - `x_policy.c`, `x_guard.c`, `x_fault.c`, `x_stacks.c` (the options) and
+//! - `x_policy.c`, `x_rules.c`, `x_help.c`, `x_guard.c`, `x_fault.c`, `x_stacks.c` (the options) and
 //!   `x_stress.c`, `x_hostile.c`, `x_log.c` (load, signals, fork/exec, hostile
 //!   environments, the audit log under attack), `x_priv.c` (privileged
 //!   processes, start-up races, escaped output), `x_safety.c` (how a
@@ -102,6 +102,10 @@ const SCENARIOS: &[&str] = &[
 const OPTION_RUNS: &[(&str, &str, &str)] = &[
     ("x_policy", "strict", "policy=strict"),
     ("x_policy", "audit", ""),
+    ("x_rules", "strict", "policy=strict"),
+    ("x_rules", "audit", ""),
+    ("x_help", "help", ""),
+    ("x_help", "comma", ""),
     ("x_guard", "", "guard_pages=1"),
     ("x_fault", "nth", "fault=shmget@2=ENOSPC"),
     ("x_fault", "twice", "fault=shmget@1=ENOSPC,shmget@3=ENOMEM"),
@@ -177,6 +181,8 @@ const STRESS_RUNS: &[(&str, &str, &str)] = &[
 /// The option programs, in the order they are built.
 const OPTION_PROGRAMS: &[&str] = &[
     "x_policy",
+    "x_rules",
+    "x_help",
     "x_guard",
     "x_fault",
     "x_stacks",
