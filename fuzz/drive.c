@@ -69,6 +69,8 @@ static const struct set *sets[MAX_SETS];
 static int nsets;
 
 static const char *prog, *lib, *out, *python = "python3", *logcheck_py, *repro;
+/* Where the log set's directories go (--logroot), if not under OUT. */
+static const char *logroot;
 static int timeout_s = 60;
 static int no_ns; /* --no-ns: shmfuzz stays in the shared IPC namespace */
 static const char *length; /* --length N: calls per sequence (shmfuzz's default) */
@@ -577,7 +579,13 @@ do_seed(int w, uint64_t seed, int fd)
     pathf(ftokdir, sizeof ftokdir, "%s/ftok", out);
     pathf(ref_trace, sizeof ref_trace, "%s/raw.trace", dir);
     pathf(ref_err, sizeof ref_err, "%s/raw.err", dir);
-    pathf(logdir, sizeof logdir, "%s/log", dir);
+    /* Sequences switch to nobody's effective uid and must reach the log
+     * directory: OUT may sit where nobody cannot (a checkout in a 0700
+     * directory), so run.sh gives a root others can traverse. */
+    if (logroot != NULL)
+        pathf(logdir, sizeof logdir, "%s/w%d", logroot, w);
+    else
+        pathf(logdir, sizeof logdir, "%s/log", dir);
 
     char calls[4200];
     pathf(calls, sizeof calls, "%s/calls", dir);
@@ -735,7 +743,7 @@ usage(void)
     fprintf(stderr, "usage: drive --prog SHMFUZZ --lib LIBSHMGUARD.so --out DIR [--jobs N]\n"
                     "             [--sets glibc,default,log,guard,combo] [--timeout SEC]\n"
                     "             [--python PY] [--logcheck PATH] [--repro CMD] [--no-ns]\n"
-                    "             [--length N] [--no-huge-null]\n"
+                    "             [--length N] [--no-huge-null] [--logroot DIR]\n"
                     "             SEED...\n");
     exit(2);
 }
@@ -805,6 +813,8 @@ main(int argc, char **argv)
             logcheck_py = v;
         else if (strcmp(a, "--repro") == 0)
             repro = v;
+        else if (strcmp(a, "--logroot") == 0)
+            logroot = v;
         else if (strcmp(a, "--length") == 0)
             length = v;
         else

@@ -89,7 +89,13 @@ fixed)
     ;;
 esac
 
-exec "$outdir/drive" --prog "$outdir/shmfuzz" --lib "$lib" --out "$outdir" \
+# The log set's sequences switch to nobody's effective uid, so their log
+# directories must be reachable by nobody, which OUTDIR may not be (a
+# checkout inside a 0700 directory, as CI's mktemp -d is).
+logroot=$(mktemp -d "${TMPDIR:-/tmp}/shmguard-fuzz-logs.XXXXXX")
+chmod 0755 "$logroot"
+trap 'rm -rf "$logroot"' EXIT
+"$outdir/drive" --prog "$outdir/shmfuzz" --lib "$lib" --out "$outdir" \
     --jobs "$jobs" --sets "$sets" --timeout "$timeout" --python "$python" \
-    --logcheck "$here/logcheck.py" --repro "fuzz/run.sh $libdir $2" ${extra_args[@]+"${extra_args[@]}"} \
-    "${seeds[@]}"
+    --logcheck "$here/logcheck.py" --repro "fuzz/run.sh $libdir $2" --logroot "$logroot" \
+    ${extra_args[@]+"${extra_args[@]}"} "${seeds[@]}"
