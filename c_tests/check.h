@@ -836,6 +836,26 @@ ck_run_self(char *const argv[], const char *opts, const char *out, const char *e
     return ck_run_self_timeout(argv, opts, out, err, pid_out, 40000);
 }
 
+/* Lines of TEXT that contain every one of the N needles. */
+static CK_UNUSED int
+ck_lines_with(const char *text, const char *const *needles, int n)
+{
+    int count = 0;
+    const char *line = text;
+    while (line != NULL && *line != '\0') {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl == NULL ? strlen(line) : (size_t)(nl - line);
+        char *copy = strndup(line, len);
+        int all = copy != NULL;
+        for (int i = 0; all && i < n; i++)
+            all = strstr(copy, needles[i]) != NULL;
+        count += all;
+        free(copy);
+        line = nl == NULL ? NULL : nl + 1;
+    }
+    return count;
+}
+
 /* A child run by ck_run_child: its exit code (negative: killed by that
  * signal), pid, stdout and stderr (malloc'd; ck_child_free frees them). */
 struct ck_child {

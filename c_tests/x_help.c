@@ -21,22 +21,6 @@ static const char *const options[][2] = {
     {"help=", "default 0"},
 };
 
-/* Lines of TEXT that contain both A and B. */
-static int
-lines_with2(const char *text, const char *a, const char *b)
-{
-    int count = 0;
-    for (const char *line = text; line != NULL && *line != '\0';) {
-        const char *nl = strchr(line, '\n');
-        size_t len = nl == NULL ? strlen(line) : (size_t)(nl - line);
-        char *copy = strndup(line, len);
-        count += copy != NULL && strstr(copy, a) != NULL && strstr(copy, b) != NULL;
-        free(copy);
-        line = nl == NULL ? NULL : nl + 1;
-    }
-    return count;
-}
-
 /* The child: one segment made, attached, detached and removed; under
  * "leak" one more segment left behind on purpose (removed by the parent). */
 static int
@@ -96,7 +80,7 @@ help(void)
         ok = 0;
     }
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
-        int n = lines_with2(err, options[i][0], options[i][1]);
+        int n = ck_lines_with(err, options[i], 2);
         if (n != 1) {
             FAIL("help=1: %d lines with \"%s\" and \"%s\", expected 1", n, options[i][0],
                  options[i][1]);

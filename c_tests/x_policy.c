@@ -491,26 +491,6 @@ case_safe_creation(void)
 
 /* ------------------------------------------------------ what was reported */
 
-/* Lines of TEXT that contain every one of the N needles. */
-static int
-lines_with(const char *text, const char *const *needles, int n)
-{
-    int count = 0;
-    const char *line = text;
-    while (line != NULL && *line != '\0') {
-        const char *nl = strchr(line, '\n');
-        size_t len = nl == NULL ? strlen(line) : (size_t)(nl - line);
-        char *copy = strndup(line, len);
-        int all = copy != NULL;
-        for (int i = 0; all && i < n; i++)
-            all = strstr(copy, needles[i]) != NULL;
-        count += all;
-        free(copy);
-        line = nl == NULL ? NULL : nl + 1;
-    }
-    return count;
-}
-
 /* Every log file (l.PID.jsonl) in DIR, concatenated. */
 static char *
 all_logs(const char *dir, int *files)
@@ -577,12 +557,12 @@ case_reports(const char *scenario)
         snprintf(rule_field, sizeof rule_field, "\"rule\":\"%s\"", rule_names[r]);
         const char *in_log[] = {"\"event\":\"finding\"", rule_field,
                                 strict ? "\"refused\":true" : "\"refused\":false"};
-        int logged = lines_with(logs, in_log, 3);
+        int logged = ck_lines_with(logs, in_log, 3);
         int printed;
         if (strict) {
             /* verbosity=1 prints each failure: EACCES and the rule */
             const char *on_stderr[] = {" shmguard: ", " EACCES", rule_names[r]};
-            printed = lines_with(errtext, on_stderr, 3);
+            printed = ck_lines_with(errtext, on_stderr, 3);
         } else {
             snprintf(prefix, sizeof prefix, "policy: %s: ", rule_names[r]);
             printed = ck_count_lines(errtext, prefix, NULL);
@@ -597,7 +577,7 @@ case_reports(const char *scenario)
                logged, printed);
     }
     const char *any_finding[] = {"\"event\":\"finding\""};
-    int findings = lines_with(logs, any_finding, 1);
+    int findings = ck_lines_with(logs, any_finding, 1);
     if (findings != total) {
         FAIL("%d findings in the logs, %d rule-breaking calls", findings, total);
         ok = 0;

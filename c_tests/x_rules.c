@@ -20,26 +20,6 @@ static int strict;
 static const char *const rules[] = {"key-without-excl", "wide-mode"};
 #define NRULES (int)(sizeof rules / sizeof rules[0])
 
-/* Lines of TEXT that contain every one of the N needles. */
-static int
-lines_with(const char *text, const char *const *needles, int n)
-{
-    int count = 0;
-    const char *line = text;
-    while (line != NULL && *line != '\0') {
-        const char *nl = strchr(line, '\n');
-        size_t len = nl == NULL ? strlen(line) : (size_t)(nl - line);
-        char *copy = strndup(line, len);
-        int all = copy != NULL;
-        for (int i = 0; all && i < n; i++)
-            all = strstr(copy, needles[i]) != NULL;
-        count += all;
-        free(copy);
-        line = nl == NULL ? NULL : nl + 1;
-    }
-    return count;
-}
-
 /* The call that breaks both rules, and what it must give. */
 static void
 child(void)
@@ -91,11 +71,11 @@ reports(const char *scenario)
         snprintf(field, sizeof field, "\"rule\":\"%s\"", rules[r]);
         const char *in_log[] = {"\"event\":\"finding\"", field,
                                 strict ? "\"refused\":true" : "\"refused\":false"};
-        int logged = lines_with(log, in_log, 3);
+        int logged = ck_lines_with(log, in_log, 3);
         int printed;
         if (strict) {
             const char *on_stderr[] = {" shmguard: ", " EACCES", rules[0], rules[1]};
-            printed = lines_with(errtext, on_stderr, 4);
+            printed = ck_lines_with(errtext, on_stderr, 4);
         } else {
             snprintf(prefix, sizeof prefix, "policy: %s: ", rules[r]);
             printed = ck_count_lines(errtext, prefix, NULL);
@@ -108,8 +88,8 @@ reports(const char *scenario)
         tracef("reported", "ok rule=%s logged=%d printed=%d", rules[r], logged, printed);
     }
     const char *any[] = {"\"event\":\"finding\""};
-    if (lines_with(log, any, 1) != NRULES) {
-        FAIL("%d findings in the log, expected %d", lines_with(log, any, 1), NRULES);
+    if (ck_lines_with(log, any, 1) != NRULES) {
+        FAIL("%d findings in the log, expected %d", ck_lines_with(log, any, 1), NRULES);
         ok = 0;
     }
     if (!ok)
