@@ -396,7 +396,11 @@ fn check_options(extra: Option<&str>) -> Result<(), Failure> {
     }
     let problems: Vec<String> = shmguard::support::option_problems(extra)
         .into_iter()
-        .map(|p| p.strip_suffix(" (ignored)").map(str::to_owned).unwrap_or(p))
+        .map(|p| match p.rfind(" (ignored") {
+            // Nothing is ignored here: the run is refused.
+            Some(at) if p.ends_with(')') => p[..at].to_owned(),
+            _ => p,
+        })
         .collect();
     if !problems.is_empty() {
         return Err(Failure::new(
