@@ -70,6 +70,17 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/shmguard-pg.XXXXXX")
 chown "$USER_PG:" "$T"
 chmod 0755 "$T"
 mkdir -p "$T/sock" && chown "$USER_PG:" "$T/sock"
+# The postgres user runs shmguard and loads the library: copies it can
+# reach, since the checkout may sit in a directory only root may enter (as
+# a clone in `mktemp -d` does).
+mkdir -m 0755 "$T/bin" && cp "$SHMGUARD" "$LIB" "$T/bin/"
+# The logs of the server run by root: in a directory of root's (run refuses
+# a log directory under another user's, who could swap it), which the
+# server, once it is postgres, can still enter.
+R=$(mktemp -d "${TMPDIR:-/tmp}/shmguard-pg-root.XXXXXX")
+chmod 0755 "$R"
+SHMGUARD=$T/bin/shmguard
+LIB=$T/bin/libshmguard.so
 SEGS_BEFORE=$(awk 'NR > 1 { print $2 }' /proc/sysvipc/shm | sort)
 SERVER_PID=
 
@@ -83,6 +94,8 @@ as_pg() { "${AS_PG[@]}" "$@"; }
 
 # shellcheck source=tests/checks.sh
 . "$(dirname "$(realpath "$0")")/../../tests/checks.sh"
+# Commands run as postgres start in the current directory: one they can enter.
+cd "$T"
 
 cleanup() {
     local d
@@ -104,7 +117,7 @@ cleanup() {
             ipcrm -m "$id" 2>/dev/null
         fi
     done
-    rm -rf "$T"
+    rm -rf "$T" "$R"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -213,7 +226,7 @@ configure "$T/data"
 # is started by root and the server switches to user postgres (setpriv),
 # as an init script does: the server's processes must still be able to
 # log into the directory run made (sticky, mode 1733 while the tree runs).
-"$SHMGUARD" run --lib "$LIB" --log-dir "$T/logs" --fail-on-leak --json \
+"$SHMGUARD" run --lib "$LIB" --log-dir "$R/logs" --fail-on-leak --json \
     --output "$T/report.json" -- "${AS_PG[@]}" "$PGBIN/postgres" -D "$T/data" >"$T/data.server.log" 2>&1 &
 SERVER_PID=$!
 check "postgres starts under shmguard" wait_ready -- "$T/data.server.log"
@@ -238,7 +251,7 @@ check "the report names no segment left behind" \
     test "$(jq '(.leaked_segments | length) + (.notes | length)' "$T/report.json" 2>/dev/null)" = 0 -- "$T/report.json"
 
 count_calls() { # JQ-FILTER over call events
-    cat "$T"/logs/*.jsonl 2>/dev/null | tr -d '\000' | jq -c "select(.event == \"call\") | select($1)" 2>/dev/null | wc -l
+    cat "$R"/logs/*.jsonl 2>/dev/null | tr -d '\000' | jq -c "select(.event == \"call\") | select($1)" 2>/dev/null | wc -l
 }
 for what in \
     'shmget creating a segment|.call == "shmget" and .created == true' \
@@ -251,10 +264,10 @@ for what in \
     n=$(count_calls "$filter")
     check "the logs hold $name ($n)" test "$n" -gt 0
 done
-check "the log directory is private again after the run" test "$(stat -c %a "$T/logs")" = 700
+check "the log directory is private again after the run" test "$(stat -c %a "$R/logs")" = 700
 check "the server's logs are postgres's (it switched user under root's run)" \
-    test -n "$(find "$T/logs" -name '*.jsonl' -user "$USER_PG" -print -quit)"
-check "no log was set aside as untrusted" test -z "$(find "$T/logs" -name '*.untrusted' -print -quit)" -- "$T/report.json"
+    test -n "$(find "$R/logs" -name '*.jsonl' -user "$USER_PG" -print -quit)"
+check "no log was set aside as untrusted" test -z "$(find "$R/logs" -name '*.untrusted' -print -quit)" -- "$T/report.json"
 logged=$(jq '.summary.processes_logged' "$T/report.json" 2>/dev/null || echo 0)
 check "several processes logged (postmaster, backends, workers: $logged)" test "${logged:-0}" -ge 3
 # Every segment the server created was removed: none of postgres's is new.
