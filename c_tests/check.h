@@ -836,6 +836,48 @@ ck_run_self(char *const argv[], const char *opts, const char *out, const char *e
     return ck_run_self_timeout(argv, opts, out, err, pid_out, 40000);
 }
 
+/* log_path=DIR/l.%p.jsonl (after this process's own options). */
+static CK_UNUSED const char *
+ck_log_opts(char *buf, size_t len, const char *dir)
+{
+    char extra[300];
+    snprintf(extra, sizeof extra, "log_path=%s/l.%%p.jsonl", dir);
+    return ck_options_plus(buf, len, extra);
+}
+
+/* The log file of PID in DIR. */
+static CK_UNUSED const char *
+ck_log_file(char *buf, size_t len, const char *dir, long pid)
+{
+    snprintf(buf, len, "%s/l.%ld.jsonl", dir, pid);
+    return buf;
+}
+
+/* Lines of TEXT: every one must begin "==N== shmguard: " (some pid N) and
+ * have no carriage return; returns how many, or -1 (FAILed with WHAT). */
+static CK_UNUSED int
+ck_shmguard_lines(const char *what, const char *text)
+{
+    int n = 0;
+    for (const char *line = text; line != NULL && *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl == NULL ? strlen(line) : (size_t)(nl - line);
+        int pid_end = 0;
+        char head[64];
+        snprintf(head, sizeof head, "%.*s", (int)(len < 63 ? len : 63), line);
+        if (sscanf(head, "==%*d==%n", &pid_end) != 0 || pid_end == 0 ||
+            strncmp(head + pid_end, " shmguard: ", 11) != 0 ||
+            memchr(line, '\r', len) != NULL) {
+            FAIL("%s: a stderr line is not a shmguard line: \"%.*s\"", what,
+                 (int)(len > 200 ? 200 : len), line);
+            return -1;
+        }
+        n++;
+        line = nl == NULL ? NULL : nl + 1;
+    }
+    return n;
+}
+
 /* Lines of TEXT that contain every one of the N needles. */
 static CK_UNUSED int
 ck_lines_with(const char *text, const char *const *needles, int n)

@@ -123,48 +123,6 @@ made_total(void)
 
 /* ---------------------------------------------------------------- helpers */
 
-/* log_path=DIR/l.%p.jsonl (after this process's own options). */
-static const char *
-log_opts(char *buf, size_t len, const char *dir)
-{
-    char extra[300];
-    snprintf(extra, sizeof extra, "log_path=%s/l.%%p.jsonl", dir);
-    return ck_options_plus(buf, len, extra);
-}
-
-/* The log file of PID in DIR. */
-static const char *
-log_file(char *buf, size_t len, const char *dir, long pid)
-{
-    snprintf(buf, len, "%s/l.%ld.jsonl", dir, pid);
-    return buf;
-}
-
-/* Lines of TEXT: every one must begin "==N== shmguard: " (some pid N) and
- * have no carriage return; returns how many, or -1 (FAILed with WHAT). */
-static int
-shmguard_lines(const char *what, const char *text)
-{
-    int n = 0;
-    for (const char *line = text; line != NULL && *line != '\0';) {
-        const char *nl = strchr(line, '\n');
-        size_t len = nl == NULL ? strlen(line) : (size_t)(nl - line);
-        int pid_end = 0;
-        char head[64];
-        snprintf(head, sizeof head, "%.*s", (int)(len < 63 ? len : 63), line);
-        if (sscanf(head, "==%*d==%n", &pid_end) != 0 || pid_end == 0 ||
-            strncmp(head + pid_end, " shmguard: ", 11) != 0 ||
-            memchr(line, '\r', len) != NULL) {
-            FAIL("%s: a stderr line is not a shmguard line: \"%.*s\"", what,
-                 (int)(len > 200 ? 200 : len), line);
-            return -1;
-        }
-        n++;
-        line = nl == NULL ? NULL : nl + 1;
-    }
-    return n;
-}
-
 /* A directory of the per-run one, made with MODE; its path into BUF. */
 static const char *
 subdir(char *buf, size_t len, const char *name, mode_t mode)
@@ -184,7 +142,7 @@ child_ok(const char *what, const struct ck_child *c, int max_warn)
 {
     if (c->code != 0)
         FAIL("%s: the child ended with %d; its stderr:\n%s", what, c->code, c->err);
-    int n = shmguard_lines(what, c->err);
+    int n = ck_shmguard_lines(what, c->err);
     if (n > max_warn)
         FAIL("%s: %d lines on stderr, at most %d allowed:\n%s", what, n, max_warn, c->err);
     return n;
@@ -207,7 +165,7 @@ check_log(const char *what, const char *dir, long pid, long calls, int want_exit
 {
     char path[512];
     struct ck_log log;
-    if (!ck_log_read(log_file(path, sizeof path, dir, pid), &log)) {
+    if (!ck_log_read(ck_log_file(path, sizeof path, dir, pid), &log)) {
         FAIL("%s: no log %s", what, path);
         return;
     }
@@ -242,7 +200,7 @@ late_calls(void *unused)
     int after_check = -1;
     if (late_logdir != NULL) {
         char path[512];
-        char *text = ck_slurp(log_file(path, sizeof path, late_logdir, (long)getpid()));
+        char *text = ck_slurp(ck_log_file(path, sizeof path, late_logdir, (long)getpid()));
         after_check = text != NULL && strstr(text, "\"event\":\"exit\"") != NULL;
         free(text);
     }
@@ -326,7 +284,7 @@ scenario_late_log(void)
     for (int m = 0; m < 2; m++) {
         subdir(dir, sizeof dir, modes[m], 0700);
         char *argv[] = {"x_hostile", (char *)modes[m], dir, NULL};
-        struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
+        struct ck_child c = ck_run_child(argv, ck_log_opts(opts, sizeof opts, dir));
         child_ok(modes[m], &c, 0);
         long early = field_long(c.out, "calls");
         int after = (int)field_long(c.out, "after_check=");
@@ -335,7 +293,7 @@ scenario_late_log(void)
             FAIL("%s: the late handler did not run (stdout: %s)", modes[m], c.out);
         char path[512];
         struct ck_log log;
-        int have_log = ck_log_read(log_file(path, sizeof path, dir, c.pid), &log);
+        int have_log = ck_log_read(ck_log_file(path, sizeof path, dir, c.pid), &log);
         if (!have_log && m == 0) {
             FAIL("%s: no log %s", modes[m], path);
         } else if (!have_log) {
@@ -382,7 +340,7 @@ static int
 log_fd(const char *dir)
 {
     char want[512];
-    log_file(want, sizeof want, dir, (long)getpid());
+    ck_log_file(want, sizeof want, dir, (long)getpid());
     DIR *d = opendir("/proc/self/fd");
     int found = -1;
     struct dirent *e;
@@ -499,7 +457,7 @@ scenario_close(int all)
     char dir[256], opts[1024];
     subdir(dir, sizeof dir, name, 0700);
     char *argv[] = {"x_hostile", all ? "close_all_child" : "close_fds_child", dir, NULL};
-    struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
+    struct ck_child c = ck_run_child(argv, ck_log_opts(opts, sizeof opts, dir));
     /* stderr is closed with the rest: its file stays empty */
     child_ok(name, &c, 0);
     char *res = result_of(dir);
@@ -549,7 +507,7 @@ scenario_dup2(void)
     char dir[256], opts[1024];
     subdir(dir, sizeof dir, "dup2", 0700);
     char *argv[] = {"x_hostile", "dup2_child", dir, NULL};
-    struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
+    struct ck_child c = ck_run_child(argv, ck_log_opts(opts, sizeof opts, dir));
     child_ok("dup2_fds", &c, 0);
     char *res = result_of(dir);
     long calls = field_long(res, "calls"), kid = field_long(res, "kid");
@@ -628,7 +586,7 @@ scenario_privdrop(void)
         snprintf(what, sizeof what, "privdrop %s the first call", whens[w]);
         subdir(dir, sizeof dir, whens[w], 0700);
         char *argv[] = {"x_hostile", "privdrop_child", (char *)whens[w], seg, NULL};
-        struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
+        struct ck_child c = ck_run_child(argv, ck_log_opts(opts, sizeof opts, dir));
         long calls = field_long(c.out, "calls"), kid = field_long(c.out, "kid");
         if (w == 0) {
             /* nobody cannot open a log there: one warning, in each process */
@@ -649,7 +607,7 @@ scenario_privdrop(void)
             check_log(what, dir, c.pid, calls, 1);
             char path[512];
             struct ck_log log;
-            if (ck_log_read(log_file(path, sizeof path, dir, kid), &log))
+            if (ck_log_read(ck_log_file(path, sizeof path, dir, kid), &log))
                 FAIL("%s: nobody's child wrote %s in a root-only directory", what, path);
         }
         tracef("privdrop", "ok when=%s code=%d", whens[w], c.code);
@@ -735,7 +693,7 @@ scenario_logcase(const char *kase, const char *dir)
             return 81;
         write_all(fd, mine_text);
         close(fd);
-        if (symlink(victim, log_file(path, sizeof path, dir, (long)getpid())) != 0)
+        if (symlink(victim, ck_log_file(path, sizeof path, dir, (long)getpid())) != 0)
             return 82;
     }
     workload(80);
@@ -743,7 +701,7 @@ scenario_logcase(const char *kase, const char *dir)
      * first name, so the log has the next one (docs/log-schema.md) */
     struct ck_log log;
     char logpath[512];
-    log_file(logpath, sizeof logpath, dir, (long)getpid());
+    ck_log_file(logpath, sizeof logpath, dir, (long)getpid());
     if (strcmp(kase, "symlink") == 0)
         snprintf(logpath, sizeof logpath, "%s/l.%ld.1.jsonl", dir, (long)getpid());
     if (ck_log_read(logpath, &log)) {

@@ -96,46 +96,6 @@ workload(int rounds)
 
 /* ---------------------------------------------------------------- helpers */
 
-/* log_path=DIR/l.%p.jsonl after this process's own options. */
-static const char *
-log_opts(char *buf, size_t len, const char *dir)
-{
-    char extra[300];
-    snprintf(extra, sizeof extra, "log_path=%s/l.%%p.jsonl", dir);
-    return ck_options_plus(buf, len, extra);
-}
-
-static const char *
-log_file(char *buf, size_t len, const char *dir, long pid)
-{
-    snprintf(buf, len, "%s/l.%ld.jsonl", dir, pid);
-    return buf;
-}
-
-/* Lines of TEXT: every one must begin "==N== shmguard: "; returns how many,
- * or -1 (FAILed with WHAT). */
-static int
-shmguard_lines(const char *what, const char *text)
-{
-    int n = 0;
-    for (const char *line = text; line != NULL && *line != '\0';) {
-        const char *nl = strchr(line, '\n');
-        size_t len = nl == NULL ? strlen(line) : (size_t)(nl - line);
-        int end = 0;
-        char head[64];
-        snprintf(head, sizeof head, "%.*s", (int)(len < 63 ? len : 63), line);
-        if (sscanf(head, "==%*d==%n", &end) != 0 || end == 0 ||
-            strncmp(head + end, " shmguard: ", 11) != 0) {
-            FAIL("%s: a stderr line is not a shmguard line: \"%.*s\"", what,
-                 (int)(len > 300 ? 300 : len), line);
-            return -1;
-        }
-        n++;
-        line = nl == NULL ? NULL : nl + 1;
-    }
-    return n;
-}
-
 static const char *
 subdir(char *buf, size_t len, const char *name)
 {
@@ -155,7 +115,7 @@ child_ok(const char *what, const struct ck_child *c, int warn)
     if (c->code != 0)
         FAIL("%s: the child ended with %d (%s); its stderr:\n%s", what, c->code,
              c->code < 0 ? strsignal(-c->code) : "exit status", c->err);
-    int n = shmguard_lines(what, c->err);
+    int n = ck_shmguard_lines(what, c->err);
     if (n != warn || ck_count_lines(c->err, NULL, "audit log") != warn)
         FAIL("%s: %d lines on stderr, %d warning(s) about the log expected:\n%s", what, n, warn,
              c->err);
@@ -242,7 +202,7 @@ scenario_outside_child(const char *mode, const char *dir)
         sigaction(SIGBUS, &sa, NULL);
     }
     char log[512], moved[600], other[600];
-    log_file(log, sizeof log, dir, (long)getpid());
+    ck_log_file(log, sizeof log, dir, (long)getpid());
     snprintf(moved, sizeof moved, "%s.moved", log);
     snprintf(other, sizeof other, "%s/other", dir);
     workload(20);
@@ -275,7 +235,7 @@ scenario_outside(void)
         snprintf(what, sizeof what, "outside %s", modes[m]);
         subdir(dir, sizeof dir, modes[m]);
         char *argv[] = {"x_log", "outside_child", (char *)modes[m], dir, NULL};
-        struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
+        struct ck_child c = ck_run_child(argv, ck_log_opts(opts, sizeof opts, dir));
         child_ok(what, &c, 0);
         tracef("outside", "ok mode=%s code=%d", modes[m], c.code);
         ck_child_free(&c);
@@ -357,7 +317,7 @@ scenario_pidns(void)
     }
     char dir[256], opts[1024], path[512];
     subdir(dir, sizeof dir, "pidns");
-    log_opts(opts, sizeof opts, dir);
+    ck_log_opts(opts, sizeof opts, dir);
     pid_t a = spawn_pid1("a", dir, opts);
     pid_t b = spawn_pid1("b", dir, opts);
     int code_a = ck_child_code(a, 30000);
@@ -426,14 +386,14 @@ scenario_forkraw(void)
         char dir[256], opts[1024], path[512], what[64];
         subdir(dir, sizeof dir, kinds[k]);
         char *argv[] = {"x_log", "forkraw_child", (char *)kinds[k], dir, NULL};
-        struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
+        struct ck_child c = ck_run_child(argv, ck_log_opts(opts, sizeof opts, dir));
         snprintf(what, sizeof what, "forkraw %s", kinds[k]);
         child_ok(what, &c, 0);
         long calls = field_long(c.out, "calls"), kid = field_long(c.out, "kid");
         snprintf(what, sizeof what, "%s parent", kinds[k]);
-        check_whole(what, log_file(path, sizeof path, dir, c.pid), c.pid, calls);
+        check_whole(what, ck_log_file(path, sizeof path, dir, c.pid), c.pid, calls);
         snprintf(what, sizeof what, "%s child", kinds[k]);
-        check_whole(what, log_file(path, sizeof path, dir, kid), kid, 27);
+        check_whole(what, ck_log_file(path, sizeof path, dir, kid), kid, 27);
         struct ck_log log;
         if (ck_log_read(path, &log) && !log.forked)
             FAIL("%s: the start event does not say forked", what);
@@ -476,11 +436,11 @@ scenario_exec_chain(void)
     subdir(dir, sizeof dir, "chain");
     snprintf(n, sizeof n, "%d", CHAIN_IMAGES - 1);
     char *argv[] = {"x_log", "chain", n, NULL};
-    struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
+    struct ck_child c = ck_run_child(argv, ck_log_opts(opts, sizeof opts, dir));
     child_ok("exec_chain", &c, 0);
     struct ck_log log;
     long want = ((1L << CHAIN_IMAGES) - 1) * CHAIN_ROUNDS * 9L;
-    if (!ck_log_read(log_file(path, sizeof path, dir, c.pid), &log)) {
+    if (!ck_log_read(ck_log_file(path, sizeof path, dir, c.pid), &log)) {
         FAIL("exec_chain: no log %s", path);
     } else {
         if (log.bad != 0 || !log.start_first || log.other_pid != 0 || !log.exit_last ||
@@ -527,14 +487,14 @@ scenario_fsize(void)
     char dir[256], opts[1024], path[512];
     subdir(dir, sizeof dir, "fsize");
     char *argv[] = {"x_log", "fsize_child", dir, NULL};
-    struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
+    struct ck_child c = ck_run_child(argv, ck_log_opts(opts, sizeof opts, dir));
     /* 153 = 128 + SIGXFSZ */
     child_ok("fsize", &c, 1);
     if (ck_count_lines(c.err, NULL, "RLIMIT_FSIZE") != 1)
         FAIL("fsize: the warning does not name the limit:\n%s", c.err);
     struct stat st;
     struct ck_log log;
-    log_file(path, sizeof path, dir, c.pid);
+    ck_log_file(path, sizeof path, dir, c.pid);
     if (stat(path, &st) != 0 || !ck_log_read(path, &log)) {
         FAIL("fsize: no log %s", path);
     } else {
@@ -614,7 +574,7 @@ scenario_taken(void)
         return ck_finish();
     }
     char *argv[] = {"x_log", "taken_child", dir, NULL};
-    struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
+    struct ck_child c = ck_run_child(argv, ck_log_opts(opts, sizeof opts, dir));
     child_ok("taken", &c, 0);
     long pid = (long)c.pid;
     struct stat st;
@@ -697,7 +657,7 @@ scenario_aslimit(void)
     char dir[256], opts[1024];
     subdir(dir, sizeof dir, "aslimit");
     char *argv[] = {"x_log", "as_child", NULL};
-    struct ck_child c = ck_run_child(argv, log_opts(opts, sizeof opts, dir));
+    struct ck_child c = ck_run_child(argv, ck_log_opts(opts, sizeof opts, dir));
     child_ok("aslimit", &c, 0);
     tracef("aslimit", "ok code=%d", c.code);
     ck_child_free(&c);
@@ -773,7 +733,7 @@ scenario_ext2(void)
         FAIL("ext2: mkfs.ext2 failed (e2fsprogs missing?)");
         return ck_finish();
     }
-    log_opts(opts, sizeof opts, dir);
+    ck_log_opts(opts, sizeof opts, dir);
     char *argv[] = {"x_log", "ext2_child", dir, image, opts, NULL};
     struct ck_child c = ck_run_child(argv, NULL);
     child_ok("ext2", &c, 1);
