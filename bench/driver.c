@@ -1,6 +1,6 @@
 /*
  * driver: runs shmguard's benchmark (called by bench/run.sh) and prints the
- * results table with a PASS/MISS per target of issue 5.
+ * results table with a PASS/MISS per target (docs/benchmarks.md).
  *
  *   driver KEY=VALUE...
  *     bin=DIR        shmbench.plain, shmbench.linked and tiny (required)
@@ -1029,7 +1029,7 @@ static void verdict(const char *what, const char *target, double value, int pass
 
 static void print_targets(void)
 {
-    both("\n### Targets (issue 5)\n\n");
+    both("\n### Targets\n\n");
     both("Ratios are in-proc medians (see the method in docs/benchmarks.md); times are "
          "medians.\n\n");
     both("| measure | target | measured | verdict |\n| --- | --- | ---: | --- |\n");

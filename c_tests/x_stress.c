@@ -876,7 +876,7 @@ scenario_reuse(void)
 
 /* Two threads attach and detach without pause while the main thread forks
  * children that attach: whatever a thread holds at the moment of fork, the
- * child's calls must not block (SPEC: fork never deadlocks the child). */
+ * child's calls must not block (the contract: fork never deadlocks the child). */
 static volatile int busy_stop;
 
 static void *

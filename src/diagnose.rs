@@ -740,7 +740,7 @@ pub fn ftok(errno: Errno, path: &[u8]) -> Sentence {
 mod tests {
     use super::*;
 
-    /// The kernel's limits a fake kernel answers with (SPEC section 1).
+    /// The kernel's limits a fake kernel answers with.
     #[derive(Clone, Copy, Debug, Default)]
     struct Limits {
         shmmax: Option<u64>,

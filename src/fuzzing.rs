@@ -14,7 +14,7 @@ pub const MAX_WARNING: usize = 1024;
 /// `SHMGUARD_OPTIONS` may hold any bytes. Parsing them must not panic,
 /// every warning must be one short line, the result must not depend on
 /// anything but the bytes, each pair must give its warning alone and
-/// otherwise be ignored (SPEC section 5), and the options must come back
+/// otherwise be ignored (the README's Options section), and the options must come back
 /// unchanged from their canonical form.
 pub fn options(data: &[u8]) {
     let (parsed, warnings) = options::parse(data);
@@ -70,7 +70,7 @@ pub fn check_warning(w: &str) {
     );
 }
 
-/// `o` as an options string: every key, in the order of SPEC section 5.
+/// `o` as an options string: every key, in the order of the README's options table.
 pub fn render(o: &Options) -> String {
     let policy = match o.policy {
         Policy::Audit => "audit",

@@ -4,7 +4,7 @@
 //! is tested without touching the environment.
 #![forbid(unsafe_code)]
 
-/// The policy mode (SPEC section 7).
+/// The policy mode (`policy=`: the README's security policy section).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
     Audit,

@@ -1,4 +1,4 @@
-//! The security policy (SPEC section 7): rules that catch System V shared
+//! The security policy: rules that catch System V shared
 //! memory used unsafely. `policy=audit` (the default) records what the rules
 //! find; `policy=strict` also refuses the call with `EACCES`.
 //!

@@ -100,6 +100,16 @@ fn workload() {
                 }
             }
         }
+        "example" => {
+            // The calls of docs/log-schema.md's example, leaks included
+            // (the test removes the segment).
+            let id = ffi::shmguard_shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600);
+            // SAFETY: the kernel chooses the address; the attachment is
+            // left for the exit check, and nothing refers to it.
+            let _at = unsafe { ffi::shmguard_shmat(id, std::ptr::null(), 0) };
+            assert_eq!(ffi::shmguard_shmget(libc::IPC_PRIVATE, 0, 0o600), -1);
+            writeln!(out, "\n@@id {id}").unwrap();
+        }
         other => panic!("unknown workload {other}"),
     }
 }
@@ -186,4 +196,56 @@ fn sigkill_loses_no_returned_call() {
     assert_eq!(calls(&ev, "shmget").len(), 201, "{:?}", ev.last());
     assert_eq!(calls(&ev, "shmctl").len(), 201);
     assert!(!ev.iter().any(|e| e.contains("\"event\":\"exit\"")));
+}
+
+/// The keys of a JSON Lines event, in order (every `"name":`).
+fn keys(event: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = event;
+    while let Some(start) = rest.find('"') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('"') else { break };
+        let name = &after[..end];
+        rest = &after[end + 1..];
+        if rest.starts_with(':') {
+            out.push(name.to_owned());
+        }
+    }
+    out
+}
+
+/// docs/log-schema.md's example shows what the library writes: the same
+/// events, each with the same fields in the same order.
+#[test]
+fn the_documented_example_is_what_the_library_writes() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/log-schema.md"))
+        .unwrap();
+    let example = doc
+        .split("## Example")
+        .nth(1)
+        .and_then(|s| s.split("```json\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("docs/log-schema.md has an Example section with a json block");
+    let documented: Vec<&str> = example.lines().filter(|l| !l.is_empty()).collect();
+
+    let dir = log_dir("example");
+    let output = spawn("example", &dir).wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let id: i32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("@@id "))
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("child output: {stdout}"));
+    let _seg = Segment(id);
+    let written = events(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    assert_eq!(documented.len(), written.len(), "{written:#?}");
+    for (doc_line, line) in documented.iter().zip(&written) {
+        assert_eq!(
+            keys(doc_line),
+            keys(line),
+            "documented:\n{doc_line}\nwritten:\n{line}"
+        );
+    }
 }
