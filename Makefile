@@ -153,9 +153,11 @@ fuzz-parsers:
 bench: build
 	bench/run.sh $(REL) $(BUILD)/bench
 
+# rustfmt, clippy, and the library's module layers (no import circle).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test -q --test module_graph
 
 # A program that leaks one attachment and two segments, linked with
 # -lshmguard: the report names them. The demo removes them afterwards.

@@ -13,6 +13,7 @@ use libc::{key_t, size_t, ssize_t};
 use crate::error::Error;
 use crate::runtime;
 use crate::shm;
+use crate::start;
 use crate::sys::{SavedErrno, UserPath};
 
 /// The C convention: on success the value and errno as the caller had it;
@@ -328,7 +329,7 @@ pub extern "C" fn shmguard_version() -> *const c_char {
 /// loader lets us (priority 101 sorts before default constructors when
 /// linked statically).
 extern "C" fn on_load() {
-    runtime::on_load();
+    start::on_load();
 }
 
 /// The library's destructor, run by `exit` (not by `_exit` or a fatal

@@ -215,7 +215,7 @@ fn on_fault(fault: usize) {
     // Marks the thread busy: a signal handler that interrupts this one and
     // calls an extension function gets EAGAIN instead of waiting for a
     // shard this one holds.
-    let _inside = crate::runtime::enter();
+    let _inside = crate::runtime::mark_busy();
     let page = sys::page_size();
     let mut hit = None;
     REGISTRY.try_for_each_attachment(|addr, a| {

@@ -65,6 +65,7 @@ mod registry;
 mod runtime;
 mod shm;
 mod stacks;
+mod start;
 mod sys;
 
 /// What the `shmguard` command and the tests share with the library: the

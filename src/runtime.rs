@@ -1,49 +1,20 @@
-//! Process-wide state: initialisation, options, the cached pid, the
-//! per-thread re-entry flag and last error, fork handlers, and stderr lines.
-//!
-//! Initialisation runs from the library's constructor and, lazily, from the
-//! first call, whichever comes first: another library's constructor, or the
-//! program's `.preinit_array` (before libc sets `environ`), may call
-//! `shmget` before ours has run. It never blocks a thread that the thread
-//! running it might never let go (a forked child, a signal handler), and in
-//! a privileged process (`AT_SECURE`) it reads nothing from the environment.
+//! Process-wide state that every feature reads: the options in force, the
+//! cached pid, whether a call has been made, the per-thread re-entry flag
+//! and last error, and stderr lines. It imports no feature; `start` (above
+//! the features) fills it in at start-up and after `fork`.
 #![forbid(unsafe_code)]
 
 use core::cell::{Cell, RefCell};
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 
 use crate::error::{SENTENCE_CAP, Sentence};
 use crate::lock::Published;
 use crate::options::{self, Options};
-use crate::registry::REGISTRY;
 use crate::sys;
 
-// Start-up is an atomic state machine, never a lock: a thread that finds
-// start-up under way in a thread that cannot finish it (a forked child of
-// a process that was starting up in another thread) or in itself (a signal
-// handler that interrupted start-up) does not wait, its call goes to the
-// kernel without bookkeeping. Nothing here uses `Once` or `OnceLock`,
-// whose waiters block for ever when the thread that runs them never ends.
-
-/// `UNLOADED` -> `LOADING` (one thread: [`load`]) -> `LOADED`.
-static STATE: AtomicU8 = AtomicU8::new(UNLOADED);
-const UNLOADED: u8 = 0;
-const LOADING: u8 = 1;
-const LOADED: u8 = 2;
-/// `pid << 32 | tid` of the thread running [`load`] (0 until known).
-static LOADER: AtomicU64 = AtomicU64::new(0);
-/// A thread waited for start-up in vain: nobody waits any more.
-static STALLED: AtomicBool = AtomicBool::new(false);
-/// The options in force, set once by [`load`] (null: the defaults).
+/// The options in force, set once by start-up (null: the defaults).
 static OPTIONS: Published<Options> = Published::new();
-/// Lines to print at the first call (see [`on_load`]), set once by [`load`].
-static WARNINGS: Published<Vec<String>> = Published::new();
-/// The warnings have been taken for printing (by exactly one thread).
-static WARNED: AtomicBool = AtomicBool::new(false);
-/// `SHMGUARD_OPTIONS` could not be read yet (a call from `.preinit_array`
-/// before libc set `environ`, with no /proc): read at the next chance.
-static REREAD: AtomicBool = AtomicBool::new(false);
 /// A call has been made: warnings are out, the exit check has work.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static PID: AtomicU32 = AtomicU32::new(0);
@@ -61,218 +32,9 @@ thread_local! {
     static BUSY_BEFORE_FORK: Cell<bool> = const { Cell::new(false) };
     /// This thread's id, once asked (gettid is a system call).
     static TID: Cell<u32> = const { Cell::new(0) };
-    /// This thread is running start-up (see [`on_load`]).
-    static LOADING_HERE: Cell<bool> = const { Cell::new(false) };
     /// This thread's last diagnostic, NUL-terminated, and whether it is set.
     static LAST_ERROR: RefCell<(bool, [u8; SENTENCE_CAP + 1])> =
         const { RefCell::new((false, [0; SENTENCE_CAP + 1])) };
-}
-
-/// What the library's constructor does: learn the pid, register the fork
-/// handlers and apply `SHMGUARD_OPTIONS` (guard pages install their fault
-/// hook here, before the program sets handlers of its own). Warnings about
-/// the options wait for the first call, so a process that never touches
-/// shared memory (most of a `make check` tree under LD_PRELOAD, or the
-/// shmguard command itself, which links this crate) prints nothing.
-///
-/// Returns whether start-up is complete; `false` when it runs elsewhere
-/// and cannot be waited for (see [`wait_for_loader`]).
-pub fn on_load() -> bool {
-    match STATE.load(Ordering::Acquire) {
-        LOADED => return loaded(),
-        LOADING => return wait_for_loader(),
-        _ => {}
-    }
-    // Set before the state changes: a signal handler that interrupts this
-    // thread's start-up must know it, even before `LOADER` says so.
-    let _ = LOADING_HERE.try_with(|l| l.set(true));
-    let won = STATE.compare_exchange(UNLOADED, LOADING, Ordering::AcqRel, Ordering::Acquire);
-    if won.is_ok() {
-        load();
-        STATE.store(LOADED, Ordering::Release);
-    }
-    let _ = LOADING_HERE.try_with(|l| l.set(false));
-    match won {
-        Ok(_) => true,
-        Err(LOADED) => loaded(),
-        Err(_) => wait_for_loader(),
-    }
-}
-
-/// Start-up is complete; the options may still wait to be read.
-fn loaded() -> bool {
-    if REREAD.load(Ordering::Acquire) {
-        reread();
-    }
-    true
-}
-
-/// Start-up proper, run by exactly one thread.
-fn load() {
-    let pid = sys::getpid();
-    LOADER.store(
-        u64::from(pid) << 32 | u64::from(sys::gettid()),
-        Ordering::Release,
-    );
-    PID.store(pid, Ordering::Relaxed);
-    PPID.store(sys::getppid(), Ordering::Relaxed);
-    crate::fail_open((), || {
-        let (options, warnings) = read_options();
-        apply(options);
-        WARNINGS.publish(warnings);
-    });
-    sys::register_atfork(fork_prepare, fork_parent, fork_child);
-    install_panic_hook();
-}
-
-/// The options and the lines to print about them. In a privileged process
-/// (set-user-ID, set-group-ID, file capabilities: `AT_SECURE`) the
-/// environment belongs to whoever started it, not to the program: nothing
-/// is read from it, and one line says so when `SHMGUARD_OPTIONS` was set.
-fn read_options() -> (Options, Vec<String>) {
-    let mut raw = Vec::new();
-    let found = match sys::startup_env(c"SHMGUARD_OPTIONS", &mut raw) {
-        sys::EnvLookup::Found => true,
-        sys::EnvLookup::Absent => false,
-        sys::EnvLookup::Unavailable => {
-            REREAD.store(true, Ordering::Release);
-            false
-        }
-    };
-    if sys::secure() {
-        REREAD.store(false, Ordering::Release);
-        let mut lines = Vec::new();
-        if found {
-            lines.push(
-                "warning: SHMGUARD_OPTIONS ignored: this process is privileged \
-                 (set-user-ID, set-group-ID or file capabilities), so its environment \
-                 is not trusted; the defaults apply"
-                    .to_owned(),
-            );
-        }
-        return (Options::default(), lines);
-    }
-    let (options, warnings) = options::parse(&raw);
-    let lines = option_lines(&options, warnings);
-    (options, lines)
-}
-
-/// What to print about the options at the first call: the warnings, then
-/// the list of options if `help=1` asked for it.
-fn option_lines(options: &Options, warnings: Vec<String>) -> Vec<String> {
-    let mut lines: Vec<String> = warnings
-        .into_iter()
-        .map(|w| format!("warning: SHMGUARD_OPTIONS: {w}"))
-        .collect();
-    if options.help {
-        lines.extend(options::help());
-    }
-    lines
-}
-
-/// Puts `options` in force.
-fn apply(options: Options) {
-    VERBOSITY.store(options.verbosity, Ordering::Relaxed);
-    STRICT.store(options.policy == options::Policy::Strict, Ordering::Relaxed);
-    if options.log_path.is_some() {
-        crate::audit::enable();
-    }
-    if options.guard_pages {
-        crate::guard::enable();
-    }
-    if options.stacks {
-        crate::stacks::enable();
-    }
-    let arm = !options.fault.is_empty();
-    // Replaced at most once (see `reread`); the earlier value stays
-    // allocated, as a thread may still read it.
-    OPTIONS.publish(options);
-    if arm {
-        crate::fault::arm();
-    }
-}
-
-/// Start-up ran before `environ` was set and without /proc (a call from
-/// `.preinit_array`): the defaults applied until now; read the options as
-/// soon as `environ` is there (our constructor, or a later call).
-#[cold]
-fn reread() {
-    let mut raw = Vec::new();
-    if sys::startup_env(c"SHMGUARD_OPTIONS", &mut raw) == sys::EnvLookup::Unavailable {
-        return;
-    }
-    if !REREAD.swap(false, Ordering::AcqRel) {
-        return;
-    }
-    crate::fail_open((), || {
-        let (options, warnings) = options::parse(&raw);
-        let lines = option_lines(&options, warnings);
-        apply(options);
-        if WARNED.load(Ordering::Acquire) {
-            // The first call is past: say them now.
-            for w in &lines {
-                say(format_args!("{w}"));
-            }
-        } else {
-            WARNINGS.publish(lines);
-        }
-    });
-}
-
-/// Start-up is under way in another thread (or was interrupted in this
-/// one): waits for it only when it can finish, i.e. it runs in another
-/// thread of this same process, and at most a second. A signal handler
-/// that interrupted start-up, or a child forked while another thread was
-/// starting up, never waits.
-#[cold]
-fn wait_for_loader() -> bool {
-    if STALLED.load(Ordering::Relaxed) || LOADING_HERE.try_with(Cell::get).unwrap_or(true) {
-        return STATE.load(Ordering::Acquire) == LOADED;
-    }
-    let pid = sys::getpid();
-    let tid = sys::gettid();
-    let start = std::time::Instant::now();
-    loop {
-        if STATE.load(Ordering::Acquire) == LOADED {
-            return true;
-        }
-        let loader = LOADER.load(Ordering::Acquire);
-        let (lpid, ltid) = ((loader >> 32) as u32, loader as u32);
-        if loader != 0 && (lpid != pid || ltid == tid) {
-            return false;
-        }
-        if start.elapsed() > std::time::Duration::from_secs(1) {
-            STALLED.store(true, Ordering::Relaxed);
-            return false;
-        }
-        std::thread::yield_now();
-    }
-}
-
-/// A panic inside an interposed call is a bug of shmguard's, which
-/// `fail_open` catches: it is told in one line that names shmguard instead
-/// of Rust's two-line message, which a C program's user could not place.
-/// Other panics (a Rust program or test that links the rlib) go to the
-/// hook there was before.
-fn install_panic_hook() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !BUSY.try_with(Cell::get).unwrap_or(false) {
-            return previous(info);
-        }
-        let payload = info.payload();
-        let what = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("(no message)");
-        let what = what.lines().next().unwrap_or("");
-        let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
-        say(format_args!(
-            "internal error: {what} ({file}:{line}); a bug in shmguard, caught: \
-             the call goes on and returns what the kernel returns (please report it)"
-        ));
-    }));
 }
 
 /// Whether any call has been made (and so the exit check may have work).
@@ -280,30 +42,25 @@ pub fn active() -> bool {
     ACTIVE.load(Ordering::Acquire)
 }
 
-/// Makes sure the library is loaded and the option warnings printed; one
-/// atomic load once done. The first call may come from another library's
-/// constructor, before ours has run. Returns whether start-up is complete
-/// (`false`: it runs elsewhere and cannot be waited for; the call goes to
-/// the kernel without bookkeeping).
-pub fn ensure_init() -> bool {
-    ACTIVE.load(Ordering::Acquire) || activate()
+/// Marks that a call has been made (start-up is complete and its
+/// warnings are out).
+pub fn set_active() {
+    ACTIVE.store(true, Ordering::Release);
 }
 
-#[cold]
-fn activate() -> bool {
-    if !on_load() {
-        return false;
-    }
-    // Exactly one thread prints, and nobody waits for it: a child forked
-    // while the parent prints, or a signal handler that interrupts the
-    // printing, goes on at once (and prints nothing).
-    if !WARNED.swap(true, Ordering::AcqRel) {
-        for w in WARNINGS.get().map(Vec::as_slice).unwrap_or_default() {
-            say(format_args!("{w}"));
-        }
-    }
-    ACTIVE.store(true, Ordering::Release);
-    true
+/// Learns the process's pid and its parent's (start-up).
+pub fn set_pids(pid: u32, ppid: u32) {
+    PID.store(pid, Ordering::Relaxed);
+    PPID.store(ppid, Ordering::Relaxed);
+}
+
+/// Puts `options` in force (start-up; at most twice, see `start`).
+pub fn set_options(options: Options) {
+    VERBOSITY.store(options.verbosity, Ordering::Relaxed);
+    STRICT.store(options.policy == options::Policy::Strict, Ordering::Relaxed);
+    // Replaced at most once; the earlier value stays allocated, as a
+    // thread may still read it.
+    OPTIONS.publish(options);
 }
 
 /// The options in force (defaults until initialised).
@@ -320,12 +77,6 @@ pub fn verbosity() -> u8 {
 /// Whether `policy=strict` refuses calls.
 pub fn strict() -> bool {
     STRICT.load(Ordering::Relaxed)
-}
-
-/// Whether the policy rules need to run: strict enforces them; audit only
-/// records, so it checks only when a log or stderr listens.
-pub fn policy_active() -> bool {
-    strict() || verbosity() >= 1 || crate::audit::enabled()
 }
 
 /// This process's pid, kept current across fork by the fork handler.
@@ -358,24 +109,24 @@ impl Drop for Entered {
     }
 }
 
-/// Enters shmguard, or `None` when this thread is already inside (a signal
-/// handler interrupted one of our calls) or is being torn down: the caller
-/// then forwards to the kernel without bookkeeping.
-///
-/// The busy flag comes first: a signal handler that interrupts start-up
-/// (or the printing of the warnings) must not run it again.
-pub fn enter() -> Option<Entered> {
-    let entered = BUSY
-        .try_with(|b| {
-            if b.replace(true) {
-                None
-            } else {
-                Some(Entered(()))
-            }
-        })
-        .ok()
-        .flatten()?;
-    ensure_init().then_some(entered)
+/// Marks this thread as inside shmguard, or `None` when it already is (a
+/// signal handler interrupted one of our calls) or is being torn down.
+/// `start::enter` adds start-up to it.
+pub fn mark_busy() -> Option<Entered> {
+    BUSY.try_with(|b| {
+        if b.replace(true) {
+            None
+        } else {
+            Some(Entered(()))
+        }
+    })
+    .ok()
+    .flatten()
+}
+
+/// Whether this thread is inside shmguard.
+pub fn busy() -> bool {
+    BUSY.try_with(Cell::get).unwrap_or(false)
 }
 
 /// Records `detail` as this thread's last error.
@@ -518,7 +269,7 @@ pub fn say(args: fmt::Arguments<'_>) {
 /// holding every lock, it must not take one again from a signal handler
 /// that calls shmat/shmdt (it gets the kernel's answer without
 /// bookkeeping, as in any handler that interrupts shmguard).
-fn fork_busy(on: bool) {
+pub fn fork_busy(on: bool) {
     let _ = BUSY.try_with(|busy| {
         let _ = BUSY_BEFORE_FORK.try_with(|before| {
             if on {
@@ -530,29 +281,12 @@ fn fork_busy(on: bool) {
     });
 }
 
-extern "C" fn fork_prepare() {
-    fork_busy(true);
-    crate::audit::fork_prepare();
-    crate::stacks::lock_for_fork();
-    REGISTRY.lock_all_for_fork();
-}
-
-extern "C" fn fork_parent() {
-    REGISTRY.unlock_all_in_parent();
-    crate::stacks::unlock_in_parent();
-    crate::audit::fork_parent();
-    fork_busy(false);
-}
-
-extern "C" fn fork_child() {
-    REGISTRY.unlock_all_in_child();
-    crate::stacks::unlock_in_child();
+/// The fork handler's work on this state in the child: its pid, its
+/// parent's, and its one thread's id.
+pub fn forked_child() {
     PPID.store(PID.load(Ordering::Relaxed), Ordering::Relaxed);
     PID.store(sys::getpid(), Ordering::Relaxed);
     let _ = TID.try_with(|t| t.set(0));
-    crate::fault::reset_after_fork();
-    crate::audit::fork_child();
-    fork_busy(false);
 }
 
 #[cfg(test)]
@@ -560,12 +294,12 @@ mod tests {
     use super::*;
 
     #[test]
-    #[cfg_attr(miri, ignore = "pthread_atfork is not emulated by Miri")]
     fn reentry_is_refused_until_the_guard_drops() {
-        let outer = enter().expect("first entry");
-        assert!(enter().is_none());
+        let outer = mark_busy().expect("first entry");
+        assert!(mark_busy().is_none());
+        assert!(busy());
         drop(outer);
-        assert!(enter().is_some());
+        assert!(mark_busy().is_some());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::policy;
 use crate::registry::{Attachment, Created, GUARD_AFTER, GUARD_BEFORE, REGISTRY};
 use crate::runtime::{self, say};
 use crate::stacks;
+use crate::start;
 use crate::sys::{self, Errno, SHM_REMAP, UserPath};
 
 /// Traces (verbosity 2) and logs a successful call. `call` is built only
@@ -178,12 +179,12 @@ fn get_or_create(key: i32, size: usize, flags: i32) -> (Result<i32, Errno>, bool
 
 /// `shmget`.
 pub fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, Error> {
-    let Some(_inside) = runtime::enter() else {
+    let Some(_inside) = start::enter() else {
         return sys::shmget(key, size, flags).map_err(bare);
     };
     let call = move || Call::Shmget { key, size, flags };
     injected(CallKind::Shmget, call)?;
-    let policed = runtime::policy_active();
+    let policed = start::policy_active();
     if policed {
         let findings = fail_open(policy::Findings::default(), || {
             policy::shmget_request(key, flags)
@@ -263,12 +264,12 @@ fn prune_attachments() {
 
 /// `shmat`: the address of the new attachment.
 pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
-    let Some(_inside) = runtime::enter() else {
+    let Some(_inside) = start::enter() else {
         return sys::shmat(shmid, addr, flags).map_err(bare);
     };
     let call = move || Call::Shmat { shmid, addr, flags };
     injected(CallKind::Shmat, call)?;
-    if runtime::policy_active() {
+    if start::policy_active() {
         let finding = fail_open(None, || policy::shmat_request(shmid, flags));
         judge(call, &finding.into())?;
     }
@@ -347,7 +348,7 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
 
 /// `shmdt`.
 pub fn shmdt(addr: usize) -> Result<(), Error> {
-    let Some(_inside) = runtime::enter() else {
+    let Some(_inside) = start::enter() else {
         return sys::shmdt(addr).map_err(bare);
     };
     let call = move || Call::Shmdt { addr };
@@ -413,12 +414,12 @@ fn known_size(addr: usize, a: &Attachment) -> Option<usize> {
 
 /// `shmctl`. `buf` is the caller's pointer, handed to the kernel untouched.
 pub fn shmctl(shmid: i32, cmd: i32, buf: usize) -> Result<i32, Error> {
-    let Some(_inside) = runtime::enter() else {
+    let Some(_inside) = start::enter() else {
         return sys::shmctl(shmid, cmd, buf).map_err(bare);
     };
     let call = move || Call::Shmctl { shmid, cmd, buf };
     injected(CallKind::Shmctl, call)?;
-    if cmd == libc::IPC_SET && runtime::policy_active() {
+    if cmd == libc::IPC_SET && start::policy_active() {
         // Only a readable buffer and a segment we can stat are judged; the
         // kernel rejects the others itself.
         if let (Some(new), Ok(now)) = (sys::peek_shmid_ds(buf), sys::shm_stat(shmid)) {
@@ -457,7 +458,7 @@ pub fn ftok_key(ino: u64, dev: u64, id: i32) -> i32 {
 
 /// `ftok`.
 pub fn ftok(path: UserPath, id: i32) -> Result<i32, Error> {
-    let Some(_inside) = runtime::enter() else {
+    let Some(_inside) = start::enter() else {
         return path
             .stat()
             .map(|(ino, dev)| ftok_key(ino, dev, id))
@@ -524,7 +525,7 @@ fn busy() -> Error {
 
 /// `shmguard_attachment_size`.
 pub fn attachment_size(addr: usize) -> Result<usize, Error> {
-    let Some(_inside) = runtime::enter() else {
+    let Some(_inside) = start::enter() else {
         return Err(busy());
     };
     REGISTRY
@@ -547,7 +548,7 @@ pub fn checked_range(
     write: bool,
     buffer_is_null: bool,
 ) -> Result<usize, Error> {
-    let Some(_inside) = runtime::enter() else {
+    let Some(_inside) = start::enter() else {
         return Err(busy());
     };
     let what = if write {
@@ -621,7 +622,7 @@ impl leak::Kernel for LiveKernel {
 /// interrupted one of our calls, whose records may be locked).
 #[cfg(test)]
 pub fn findings() -> Option<Vec<Finding>> {
-    let _inside = runtime::enter()?;
+    let _inside = start::enter()?;
     Some(findings_inside())
 }
 
@@ -643,14 +644,14 @@ fn findings_inside() -> Vec<Finding> {
 /// `shmguard_leak_count`: `None` when this thread is already inside
 /// shmguard.
 pub fn leak_count() -> Option<usize> {
-    let _inside = runtime::enter()?;
+    let _inside = start::enter()?;
     Some(leak::leak_count(&findings_inside()))
 }
 
 /// `shmguard_leak_report`: the number of leaks written to `fd`, or `None`
 /// when this thread is already inside shmguard.
 pub fn leak_report(fd: i32) -> Option<usize> {
-    let _inside = runtime::enter()?;
+    let _inside = start::enter()?;
     Some(write_report(fd, &findings_inside()))
 }
 
@@ -695,7 +696,7 @@ pub fn at_exit() -> Option<i32> {
     }
     // exit() called from a signal handler that interrupted shmguard: the
     // records may be locked by the interrupted call.
-    let _inside = runtime::enter()?;
+    let _inside = start::enter()?;
     let saved = sys::errno();
     let status = exit_check();
     // The records are of no use any more: free them, so that memcheck
