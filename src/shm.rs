@@ -717,8 +717,9 @@ fn exit_check() -> Option<i32> {
     let findings = findings_inside();
     let leaks = leak::leak_count(&findings);
     // Leaks, and notes of segments left to other processes, are reported;
-    // a process that leaves nothing behind prints nothing.
-    if options.leak_check && !findings.is_empty() {
+    // a process that leaves nothing behind prints nothing. `leak_report=0`
+    // silences only the report: the exit event and `exitcode` stay.
+    if options.leak_check && options.leak_report && !findings.is_empty() {
         write_report(2, &findings);
     }
     fail_open((), || audit::exit(&findings));
