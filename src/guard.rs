@@ -206,8 +206,10 @@ pub fn give_up() -> bool {
     n > 0
 }
 
-/// The SIGSEGV hook: if `fault` lies in a guard page, name the segment.
-/// Runs in a signal handler: no allocation, no blocking lock.
+/// The SIGSEGV hook: if `fault` lies in a guard page, name the segment,
+/// and with `stacks=1` where it was attached (its frames, resolved when it
+/// was attached). Runs in a signal handler: no allocation, no blocking
+/// lock (the registry and the stacks are only tried).
 fn on_fault(fault: usize) {
     if !crate::runtime::active() {
         return; // no call yet: no guard page either
@@ -248,4 +250,11 @@ fn on_fault(fault: usize) {
         fault as isize - addr as isize
     );
     let _ = line.write_to(2);
+    // Where it was attached (`stacks=1`): frames resolved at attach time,
+    // each written from a stack buffer (see stacks::record_resolved).
+    crate::stacks::each_resolved_frame(crate::stacks::Owner::Attachment(addr), |frame| {
+        let mut line = Line::new();
+        let _ = write!(line, "    at {frame}");
+        let _ = line.write_to(2);
+    });
 }

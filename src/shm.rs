@@ -326,7 +326,12 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
                     let keep = (at.saturating_sub(page), end.saturating_add(page));
                     guard::release_stale(at, &old, None, keep);
                 }
-                stacks::record(stacks::Owner::Attachment(at));
+                if guarded.is_some() {
+                    // A guard-page hit prints it from the SIGSEGV handler.
+                    stacks::record_resolved(stacks::Owner::Attachment(at));
+                } else {
+                    stacks::record(stacks::Owner::Attachment(at));
+                }
                 if prune {
                     prune_attachments();
                 }
