@@ -200,7 +200,8 @@ pub fn give_up() -> bool {
     }
     if n > 0 && !GAVE_UP.swap(true, Ordering::Relaxed) {
         say(format_args!(
-            "warning: guard_pages: out of memory mappings (vm.max_map_count): {n} guard page(s) were given up so that shmat succeeds as it would without shmguard"
+            "warning: guard_pages: out of memory mappings (vm.max_map_count): {n} guard page{} given up so that shmat succeeds as it would without shmguard",
+            if n == 1 { " was" } else { "s were" }
         ));
     }
     n > 0
