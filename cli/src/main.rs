@@ -151,6 +151,15 @@ struct RunCmd {
     #[arg(short, long, value_name = "FILE", verbatim_doc_comment)]
     output: Option<PathBuf>,
 
+    /// Also print each process's own leak report at its exit
+    ///
+    /// The library's `==PID== shmguard: leak: ...` lines, as without run.
+    /// Off by default: run passes leak_report=0, and the tree's report is
+    /// the one answer. leak_report=1 in SHMGUARD_OPTIONS or --options does
+    /// the same. Either way the logs keep every exit event's leaks.
+    #[arg(long, verbatim_doc_comment)]
+    per_process: bool,
+
     /// The command to run, and its arguments
     #[arg(
         value_name = "CMD",
@@ -333,14 +342,12 @@ fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
     } else {
         if logs.processes.is_empty() {
             println!(
-                "no logs in {} (no process made a shm call, or the logs went elsewhere)",
+                "{}no logs in {} (no process made a shm call, or the logs went elsewhere)",
+                report::PREFIX,
                 logs::printable(&dir.display().to_string())
             );
-        } else {
-            print!("{}", report::render_table(&report));
-            println!();
         }
-        print!("{}", report::render_body(&report, ""));
+        print!("{}", report::render_report(&report));
     }
     Ok(if cmd.fail_on_leak && report.leaked() {
         1
@@ -360,6 +367,7 @@ fn main() -> ExitCode {
             lib: c.lib,
             output: c.output,
             command: c.command,
+            per_process: c.per_process,
         }),
         Command::Report(c) => report_cmd(c),
         Command::Ls(c) => segments::ls(c.orphans, c.json, c.human),

@@ -211,7 +211,10 @@ fn report_lists_processes_and_leaks_from_logs() {
     assert_eq!(counts(CHILD), [5, 1, 1, 2, 0]);
     assert_eq!(counts(WORKER), [3, 0, 2, 0, 1]);
     assert_eq!(counts(real_pid), [1, 0, 1, 0, 0]);
-    assert_eq!(row(SERVER)["command"], "./server -p 80");
+    assert_eq!(
+        row(SERVER)["argv"],
+        serde_json::json!(["./server", "-p", "80"])
+    );
     assert_eq!(row(SERVER)["ppid"], PARENT);
     assert_eq!(row(CHILD)["forked"], true);
     assert_eq!(row(WORKER)["exit_event"], false);
