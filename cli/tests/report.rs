@@ -266,10 +266,13 @@ fn report_lists_processes_and_leaks_from_logs() {
     assert_eq!(r["summary"]["leaked_segment_bytes"], 4096 + 65536 + 3000);
     assert!(r.get("run").is_none());
 
-    // The text: the table's rows and one line per leak naming its shmid.
+    // The text: the table's rows and one line per leak naming its shmid,
+    // every line prefixed `shmguard: `.
     let out = shmguard_cmd(&["report", s(dir.path())]);
     assert!(out.status.success(), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().all(|l| l.starts_with("shmguard: ")), "{text}");
+    let text = text.replace("shmguard: ", "");
     let table_row = |pid: u32| -> Vec<String> {
         text.lines()
             .find(|l| l.split_whitespace().next() == Some(&pid.to_string()))
