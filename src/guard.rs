@@ -233,14 +233,20 @@ fn on_fault(fault: usize) {
     let _ = if fault < addr {
         write!(
             line,
-            "guard page hit: access at {fault:#x} is {} bytes before",
-            addr - fault
+            "guard page hit: access at {fault:#x} is {} byte{} before",
+            addr - fault,
+            if addr - fault == 1 { "" } else { "s" }
         )
     } else {
         write!(
             line,
-            "guard page hit: access at {fault:#x} is {} bytes past the end of",
-            fault - (addr + a.size)
+            "guard page hit: access at {fault:#x} is {} byte{} past the end of",
+            fault - (addr + a.size),
+            if fault - (addr + a.size) == 1 {
+                ""
+            } else {
+                "s"
+            }
         )
     };
     let _ = write!(

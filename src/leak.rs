@@ -399,9 +399,10 @@ pub fn report(
     } else {
         write!(
             line,
-            "SUMMARY: {leaks} leak{} ({segments} segment{} holding {bytes} bytes, {attachments} attachment{})",
+            "SUMMARY: {leaks} leak{} ({segments} segment{} holding {bytes} byte{}, {attachments} attachment{})",
             plural(leaks),
             plural(segments),
+            plural(bytes),
             plural(attachments)
         )
     };

@@ -801,10 +801,10 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
         "no leaks".to_owned()
     } else {
         format!(
-            "{} ({} holding {} bytes, {})",
+            "{} ({} holding {}, {})",
             plural(s.leaks, "leak", "leaks"),
             plural(s.leaked_segments, "segment", "segments"),
-            s.leaked_segment_bytes,
+            plural(s.leaked_segment_bytes, "byte", "bytes"),
             plural(s.leaked_attachments, "attachment", "attachments")
         )
     };
@@ -1008,6 +1008,92 @@ mod tests {
         assert!(text.contains("leak: segment shmid=20 "), "{text}");
         assert!(
             text.contains("SUMMARY: 3 leaks (3 segments holding 12288 bytes, 0 attachments)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn plurals_are_right() {
+        let logs = set(&[(10, vec![start(10), get(10, 2, 5, true)])]);
+        let mut one_byte = row(5, 10, 0, 0o600);
+        one_byte.size = 1;
+        let mut tree = Tree {
+            after: vec![one_byte],
+            pid_window: Some((1, 200, 32768)),
+            ipc_ns: Some(7),
+            uids: [0].into(),
+            ..Tree::default()
+        };
+        let r = analyze(&logs, "d", KernelView::Run(&tree), &|_, _| false);
+        let text = render_body(&r, "");
+        assert!(
+            text.contains(
+                "SUMMARY: 1 leak (1 segment holding 1 byte, 0 attachments); 0 failed calls; \
+                 0 findings; 1 process logged"
+            ),
+            "{text}"
+        );
+        tree.after = vec![row(5, 10, 1, 0o600)];
+        let r = analyze(&logs, "d", KernelView::Run(&tree), &|_, _| false);
+        assert!(
+            r.notes[0]
+                .why
+                .ends_with("1 process outside the tree still attaches it"),
+            "{}",
+            r.notes[0].why
+        );
+        let r = analyze(
+            &logs,
+            "d",
+            KernelView::Now(&[row(5, 10, 1, 0o600)], Some(7)),
+            &|_, _| false,
+        );
+        assert!(
+            r.leaked_segments[0]
+                .why
+                .ends_with("still in the kernel now, attached by 1 process"),
+            "{}",
+            r.leaked_segments[0].why
+        );
+    }
+
+    #[test]
+    fn identical_findings_are_one_line_with_a_count() {
+        let finding = |pid: u32, ts: u64, detail: &str| {
+            ev(
+                pid,
+                ts,
+                &format!(
+                    r#""event":"finding","rule":"wide-mode","call":"shmget","refused":false,"detail":"{detail}","stack":["f (a.c:1:2)","main (a.c:9:1)"]"#
+                ),
+            )
+        };
+        let mut lines = vec![start(10)];
+        lines.extend((0..8).map(|i| finding(10, 2 + i, "mode 0666")));
+        lines.push(finding(10, 20, "mode 0644"));
+        let logs = set(&[
+            (10, lines),
+            (11, vec![start(11), finding(11, 3, "mode 0666")]),
+        ]);
+        let r = analyze(&logs, "d", KernelView::Now(&[], Some(7)), &|_, _| false);
+        assert_eq!(r.findings.len(), 10);
+        assert_eq!(r.findings[0].stack, ["f (a.c:1:2)", "main (a.c:9:1)"]);
+        let text = render_body(&r, "shmguard: ");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &lines[..6],
+            [
+                "shmguard: finding: wide-mode in shmget by pid 10 (p10) (8 times): mode 0666",
+                "shmguard:     at f (a.c:1:2)",
+                "shmguard:     at main (a.c:9:1)",
+                "shmguard: finding: wide-mode in shmget by pid 10 (p10): mode 0644",
+                "shmguard:     at f (a.c:1:2)",
+                "shmguard:     at main (a.c:9:1)",
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("shmguard: finding: wide-mode in shmget by pid 11 (p11): mode 0666\n"),
             "{text}"
         );
     }
