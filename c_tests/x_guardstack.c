@@ -47,7 +47,7 @@ churn(void *arg)
  * attachments of CHURN_ID if BUSY), writes past the end; reaching the end
  * is a failure (exit 4). */
 static void
-child(const char *errfile, int id, int churn_id, int busy)
+guardstack_child(const char *errfile, int id, int churn_id, int busy)
 {
     ck_child_start_signals();
     int fd = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -86,7 +86,7 @@ fault_case(const char *name, int busy)
     ck_tmp_name(errfile, sizeof errfile, name);
     pid_t pid = ck_fork();
     if (pid == 0)
-        child(errfile, id, churn_id, busy);
+        guardstack_child(errfile, id, churn_id, busy);
     int st = ck_wait(pid, 15000);
     int died = st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV;
     char *text = ck_slurp(errfile);
