@@ -698,16 +698,17 @@ fn group_who(g: &FindingGroup<'_>) -> String {
     if g.pids.len() == 1 {
         return with_command(g.pids[0], Some(&g.first.argv));
     }
-    let mut pids: Vec<String> = g.pids.iter().take(SHOWN).map(u32::to_string).collect();
+    let pids: Vec<String> = g.pids.iter().take(SHOWN).map(u32::to_string).collect();
+    let mut pids = pids.join(", ");
     if g.pids.len() > SHOWN {
-        pids.push(format!("{} more", g.pids.len() - SHOWN));
+        pids.push_str(&format!(" and {} more", g.pids.len() - SHOWN));
     }
     let command = if g.first.argv.is_empty() {
         String::new()
     } else {
         format!(" ({})", shorten(&logs::shell_line(&g.first.argv), 60))
     };
-    format!("pids {}{command}", pids.join(", "))
+    format!("pids {pids}{command}")
 }
 
 /// The report's findings as lines, each beginning with `prefix`.
@@ -1096,6 +1097,40 @@ mod tests {
             text.contains("shmguard: finding: wide-mode in shmget by pid 11 (p11): mode 0666\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn findings_of_one_command_in_several_processes_name_their_pids() {
+        let finding = |pid: u32| {
+            ev(
+                pid,
+                5,
+                r#""event":"finding","rule":"wide-mode","call":"shmget","refused":true,"detail":"d""#,
+            )
+        };
+        let start_sh = |pid: u32| {
+            ev(
+                pid,
+                1,
+                r#""event":"start","argv":["sh","-c","kill -9 $$"],"exe":"/bin/sh","uid":0,"euid":0,"ipc_ns":7,"forked":false"#,
+            )
+        };
+        let files: Vec<(u32, Vec<String>)> = (1..=7)
+            .map(|pid| (pid, vec![start_sh(pid), finding(pid)]))
+            .collect();
+        let r = analyze(&set(&files), "d", KernelView::Now(&[], Some(7)), &|_, _| {
+            false
+        });
+        let text = render_body(&r, "");
+        assert!(
+            text.contains(
+                "finding: wide-mode in shmget by pids 1, 2, 3, 4, 5 and 2 more (sh -c 'kill -9 $$'), \
+                 refused (7 times): d\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(r.findings.len(), 7);
+        assert_eq!(r.findings[0].argv, ["sh", "-c", "kill -9 $$"]);
     }
 
     #[test]
