@@ -101,7 +101,10 @@ fn record_now_resolved(owner: Owner) {
 }
 
 fn store(owner: Owner, resolve: bool) {
-    if !heap_has(if resolve { RESOLVE_ROOM } else { CAPTURE_ROOM }) {
+    // Short of room to resolve now: the capture alone, resolved at exit
+    // if there is room then (a guard-page hit then shows no frames).
+    let resolve = resolve && heap_has(RESOLVE_ROOM);
+    if !resolve && !heap_has(CAPTURE_ROOM) {
         return;
     }
     let (trace, frames) = {
