@@ -74,6 +74,9 @@ enum Command {
 /// SIGUSR2 sent to shmguard are passed on to the tree, once: a signal sent
 /// to the whole process group (kill -INT -PGID, Ctrl-C) is not sent again.
 ///
+/// The tree's report is the one answer: each process's own leak report at
+/// exit is off (leak_report=0; --per-process keeps it).
+///
 /// The report names, with shmid=N: segments the tree created that are still
 /// in the kernel, unmarked, after the tree is gone; attachments a process
 /// never detached (from its exit event); failed calls by errno; policy
@@ -181,7 +184,10 @@ struct RunCmd {
 ///
 /// Prints a table (pid, ppid, calls, failed calls, segments created and
 /// removed, peak attachments, how the log ended, command), then each leak,
-/// failed calls by errno, and policy findings. A leak is:
+/// failed calls by errno, and policy findings (identical ones once, with
+/// a count), with their call stacks when the logs have them (stacks=1):
+/// the text `shmguard run` prints, every line prefixed "shmguard: ".
+/// A leak is:
 /// - a segment the logs show created and never marked with IPC_RMID (and
 ///   that its creator's exit check did not find removed), with whether it
 ///   is still in the kernel now;
