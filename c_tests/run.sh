@@ -16,7 +16,8 @@
 #   x_leak.c  one run per scenario, linked and preloaded (it finds the
 #             extension functions with dlsym, so the plain binary serves the
 #             preloaded mode); this script checks stderr and the status.
-#   x_policy.c, x_rules.c, x_help.c, x_guard.c, x_fault.c, x_stacks.c
+#   x_policy.c, x_rules.c, x_help.c, x_guard.c, x_fault.c, x_stacks.c,
+#   x_guardstack.c
 #             the options, and
 #   x_stress.c, x_hostile.c, x_log.c  load, signals, fork/exec, hostile
 #             environments, the audit log under attack,
@@ -330,7 +331,7 @@ want_mode linked && x_modes="linked"
 want_mode preloaded && x_modes="$x_modes preloaded"
 
 # The programs of the option runs (below), in the order they are built.
-option_programs="x_policy x_rules x_help x_guard x_fault x_stacks x_stress x_hostile x_priv x_log x_safety"
+option_programs="x_policy x_rules x_help x_guard x_fault x_stacks x_guardstack x_stress x_hostile x_priv x_log x_safety"
 [ "$suite" = stress ] && option_programs="x_stress"
 
 if [ -n "$x_modes" ] && [ "$have_lib" -eq 0 ]; then
@@ -561,6 +562,7 @@ x_fault multi fault=shmat@1=ENOMEM,shmdt@2=EINVAL,shmctl@1=EIDRM,ftok@1=EACCES
 x_fault invalid -
 x_fault panic -
 x_stacks - stacks=1
+x_guardstack - guard_pages=1:stacks=1
 x_stress churn -
 x_stress churn_log -
 x_stress signals -
@@ -622,7 +624,7 @@ x_stress fork_busy+stacks stacks=1"
 # after the suite's own (x_stacks checks file:line of its frames).
 option_flags() {
     oflags=()
-    if [ "$1" = x_stacks ]; then
+    if [ "$1" = x_stacks ] || [ "$1" = x_guardstack ]; then
         oflags=(-O0 -g)
     fi
 }

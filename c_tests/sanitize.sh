@@ -102,6 +102,8 @@ valgrind)
         # x_guard.c fault_case_of touches a guard page on purpose, in a child
         # that must then die by SIGSEGV.
         printf '{\n   guard-page-hit\n   Memcheck:Addr1\n   fun:fault_case_of\n}\n'
+        # So does x_guardstack.c's child.
+        printf '{\n   guard-page-hit\n   Memcheck:Addr1\n   fun:guardstack_child\n}\n'
         # x_safety.c faults on a no-access page of its own on purpose: a
         # child that must die by SIGSEGV, and one whose handler recovers.
         for fn in scenario_ign_child scenario_siginfo_child; do

@@ -14,7 +14,8 @@
 #define PAGE 4096UL
 
 static const char *const options[][2] = {
-    {"leak_check=", "default 1"}, {"exitcode=", "default 0"},
+    {"leak_check=", "default 1"}, {"leak_report=", "default 1"},
+    {"exitcode=", "default 0"},
     {"verbosity=", "default 0"},  {"log_path=", "default unset"},
     {"policy=", "default audit"}, {"guard_pages=", "default 0"},
     {"stacks=", "default 0"},     {"fault=", "default unset"},

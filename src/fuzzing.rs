@@ -77,8 +77,9 @@ pub fn render(o: &Options) -> String {
         Policy::Strict => "strict",
     };
     let mut text = format!(
-        "leak_check={}:exitcode={}:verbosity={}:policy={policy}:guard_pages={}:stacks={}",
+        "leak_check={}:leak_report={}:exitcode={}:verbosity={}:policy={policy}:guard_pages={}:stacks={}",
         u8::from(o.leak_check),
+        u8::from(o.leak_report),
         o.exitcode,
         o.verbosity,
         u8::from(o.guard_pages),
@@ -138,7 +139,7 @@ mod tests {
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(
             render(&o),
-            "leak_check=1:exitcode=0:verbosity=1:policy=strict:guard_pages=0:stacks=0\
+            "leak_check=1:leak_report=1:exitcode=0:verbosity=1:policy=strict:guard_pages=0:stacks=0\
              :log_path=/tmp/x.%p.jsonl:fault=shmget@2=ENOSPC,ftok@9=EACCES"
         );
     }

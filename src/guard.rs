@@ -200,14 +200,17 @@ pub fn give_up() -> bool {
     }
     if n > 0 && !GAVE_UP.swap(true, Ordering::Relaxed) {
         say(format_args!(
-            "warning: guard_pages: out of memory mappings (vm.max_map_count): {n} guard page(s) were given up so that shmat succeeds as it would without shmguard"
+            "warning: guard_pages: out of memory mappings (vm.max_map_count): {n} guard page{} given up so that shmat succeeds as it would without shmguard",
+            if n == 1 { " was" } else { "s were" }
         ));
     }
     n > 0
 }
 
-/// The SIGSEGV hook: if `fault` lies in a guard page, name the segment.
-/// Runs in a signal handler: no allocation, no blocking lock.
+/// The SIGSEGV hook: if `fault` lies in a guard page, name the segment,
+/// and with `stacks=1` where it was attached (its frames, resolved when it
+/// was attached). Runs in a signal handler: no allocation, no blocking
+/// lock (the registry and the stacks are only tried).
 fn on_fault(fault: usize) {
     if !crate::runtime::active() {
         return; // no call yet: no guard page either
@@ -230,14 +233,20 @@ fn on_fault(fault: usize) {
     let _ = if fault < addr {
         write!(
             line,
-            "guard page hit: access at {fault:#x} is {} bytes before",
-            addr - fault
+            "guard page hit: access at {fault:#x} is {} byte{} before",
+            addr - fault,
+            if addr - fault == 1 { "" } else { "s" }
         )
     } else {
         write!(
             line,
-            "guard page hit: access at {fault:#x} is {} bytes past the end of",
-            fault - (addr + a.size)
+            "guard page hit: access at {fault:#x} is {} byte{} past the end of",
+            fault - (addr + a.size),
+            if fault - (addr + a.size) == 1 {
+                ""
+            } else {
+                "s"
+            }
         )
     };
     let _ = write!(
@@ -248,4 +257,11 @@ fn on_fault(fault: usize) {
         fault as isize - addr as isize
     );
     let _ = line.write_to(2);
+    // Where it was attached (`stacks=1`): frames resolved at attach time,
+    // each written from a stack buffer (see stacks::record_resolved).
+    crate::stacks::each_resolved_frame(crate::stacks::Owner::Attachment(addr), |frame| {
+        let mut line = Line::new();
+        let _ = write!(line, "    at {frame}");
+        let _ = line.write_to(2);
+    });
 }

@@ -354,8 +354,10 @@ pub fn report(
                 others,
             } => write!(
                 line,
-                "note: segment shmid={shmid} key={} size={size} mode=0{mode:03o}: created by this process and not marked with IPC_RMID; {others} other process(es) still attach it, so it is not counted as a leak",
-                Key(key)
+                "note: segment shmid={shmid} key={} size={size} mode=0{mode:03o}: created by this process and not marked with IPC_RMID; {others} other process{} still attach{} it, so it is not counted as a leak",
+                Key(key),
+                if others == 1 { "" } else { "es" },
+                if others == 1 { "es" } else { "" }
             ),
         };
         emit(line);
@@ -369,7 +371,8 @@ pub fn report(
         let mut line = Line::new();
         let _ = write!(
             line,
-            "note: {lost} record(s) could not be kept (out of memory); this report may be incomplete"
+            "note: {lost} record{} could not be kept (out of memory); this report may be incomplete",
+            plural(lost)
         );
         emit(line);
     }
@@ -396,9 +399,10 @@ pub fn report(
     } else {
         write!(
             line,
-            "SUMMARY: {leaks} leak{} ({segments} segment{} holding {bytes} bytes, {attachments} attachment{})",
+            "SUMMARY: {leaks} leak{} ({segments} segment{} holding {bytes} byte{}, {attachments} attachment{})",
             plural(leaks),
             plural(segments),
+            plural(bytes),
             plural(attachments)
         )
     };

@@ -14,8 +14,13 @@ pub enum Policy {
 /// Every option, with its default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// Print the leak report at exit.
+    /// Check for leaks at exit (the report, the log's exit event's
+    /// leaks, `exitcode`).
     pub leak_check: bool,
+    /// Print that check's report on stderr (0: the check still runs, for
+    /// the log and `exitcode`; `shmguard run` sets it, the tree's report
+    /// being the one answer).
+    pub leak_report: bool,
     /// Nonzero: a process that leaked exits with this status.
     pub exitcode: u8,
     /// The audit log path (`%p` is the pid).
@@ -35,6 +40,7 @@ impl Options {
     /// The defaults, as a constant (usable without allocating or waiting).
     pub const DEFAULT: Self = Self {
         leak_check: true,
+        leak_report: true,
         exitcode: 0,
         log_path: None,
         verbosity: 0,
@@ -62,6 +68,12 @@ pub const DOCS: &[Doc] = &[
         values: "0|1",
         default: "1",
         meaning: "report the segments and attachments a process leaves behind, at exit",
+    },
+    Doc {
+        key: "leak_report",
+        values: "0|1",
+        default: "1",
+        meaning: "print that report on stderr (0: the check still runs for the log's exit event and exitcode)",
     },
     Doc {
         key: "exitcode",
@@ -236,6 +248,10 @@ pub fn parse(text: &[u8]) -> (Options, Vec<String>) {
                 Some(v) => options.leak_check = v,
                 None => warnings.push(bad("expected 0 or 1")),
             },
+            "leak_report" => match flag(value) {
+                Some(v) => options.leak_report = v,
+                None => warnings.push(bad("expected 0 or 1")),
+            },
             "exitcode" => match value.parse::<u8>() {
                 Ok(v) => options.exitcode = v,
                 Err(_) => warnings.push(bad("expected 0-255")),
@@ -394,9 +410,12 @@ mod tests {
 
     #[test]
     fn every_key() {
-        let (o, w) = parse(b"leak_check=0:verbosity=2:log_path=/tmp/x.%p:guard_pages=1:stacks=1");
+        let (o, w) = parse(
+            b"leak_check=0:leak_report=0:verbosity=2:log_path=/tmp/x.%p:guard_pages=1:stacks=1",
+        );
         assert!(w.is_empty(), "{w:?}");
         assert!(!o.leak_check);
+        assert!(!o.leak_report);
         assert_eq!(o.verbosity, 2);
         assert_eq!(o.log_path.as_deref(), Some("/tmp/x.%p"));
         assert!(o.guard_pages && o.stacks);
@@ -507,7 +526,7 @@ mod tests {
             assert!(line.contains(d.meaning), "{line}");
         }
         // Every key the canonical form has is documented.
-        let every = "leak_check=1:exitcode=0:verbosity=0:policy=audit:guard_pages=0:stacks=0:log_path=x:fault=ftok@1=EIO:help=0";
+        let every = "leak_check=1:leak_report=1:exitcode=0:verbosity=0:policy=audit:guard_pages=0:stacks=0:log_path=x:fault=ftok@1=EIO:help=0";
         for pair in every.split(':') {
             let key = pair.split_once('=').unwrap().0;
             assert!(DOCS.iter().any(|d| d.key == key), "{key} has no help");

@@ -327,7 +327,12 @@ pub fn shmat(shmid: i32, addr: usize, flags: i32) -> Result<usize, Error> {
                     let keep = (at.saturating_sub(page), end.saturating_add(page));
                     guard::release_stale(at, &old, None, keep);
                 }
-                stacks::record(stacks::Owner::Attachment(at));
+                if guarded.is_some() {
+                    // A guard-page hit prints it from the SIGSEGV handler.
+                    stacks::record_resolved(stacks::Owner::Attachment(at));
+                } else {
+                    stacks::record(stacks::Owner::Attachment(at));
+                }
                 if prune {
                     prune_attachments();
                 }
@@ -718,8 +723,9 @@ fn exit_check() -> Option<i32> {
     let findings = findings_inside();
     let leaks = leak::leak_count(&findings);
     // Leaks, and notes of segments left to other processes, are reported;
-    // a process that leaves nothing behind prints nothing.
-    if options.leak_check && !findings.is_empty() {
+    // a process that leaves nothing behind prints nothing. `leak_report=0`
+    // silences only the report: the exit event and `exitcode` stay.
+    if options.leak_check && options.leak_report && !findings.is_empty() {
         write_report(2, &findings);
     }
     fail_open((), || audit::exit(&findings));

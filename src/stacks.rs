@@ -23,9 +23,16 @@ pub enum Owner {
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// A stored stack: the capture, and for a guarded attachment its frames
+/// resolved at once (see [`record_resolved`]).
+struct Stored {
+    trace: Backtrace,
+    frames: Vec<String>,
+}
+
 /// The stored stacks (a table whose memory stays reachable: see
 /// [`Anchored`]).
-static STACKS: Locked<Option<HashMap<Owner, Backtrace, RandomState, Anchored>>> = Locked::new(None);
+static STACKS: Locked<Option<HashMap<Owner, Stored, RandomState, Anchored>>> = Locked::new(None);
 /// Held while std captures or resolves a backtrace. std does both under a
 /// global lock of its own, which a fork child would inherit locked if
 /// another thread was capturing at that moment; fork `prepare` takes this
@@ -68,21 +75,71 @@ const CAPTURE_ROOM: usize = 256 << 10;
 /// Room for resolving one (std loads the debug info of each object).
 const RESOLVE_ROOM: usize = 64 << 20;
 
+/// Captures the current stack for a guarded attachment and resolves its
+/// frames at once (nothing unless `stacks=1`): a guard-page hit prints
+/// them from the SIGSEGV handler, which may neither allocate nor wait (the
+/// fault may come from inside malloc, or while a lock is held), so they
+/// must be ready as text before. This costs a DWARF lookup per guarded
+/// `shmat`, paid only with both `guard_pages=1` and `stacks=1`.
+#[inline]
+pub fn record_resolved(owner: Owner) {
+    if enabled() {
+        record_now_resolved(owner);
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn record_now(owner: Owner) {
-    if !heap_has(CAPTURE_ROOM) {
+    store(owner, false);
+}
+
+#[cold]
+#[inline(never)]
+fn record_now_resolved(owner: Owner) {
+    store(owner, true);
+}
+
+fn store(owner: Owner, resolve: bool) {
+    // Short of room to resolve now: the capture alone, resolved at exit
+    // if there is room then (a guard-page hit then shows no frames).
+    let resolve = resolve && heap_has(RESOLVE_ROOM);
+    if !resolve && !heap_has(CAPTURE_ROOM) {
         return;
     }
-    let trace = {
+    let (trace, frames) = {
         let _capturing = CAPTURE.lock();
-        Backtrace::force_capture()
+        let trace = Backtrace::force_capture();
+        let frames = if resolve {
+            caller_frames(&trace.to_string())
+        } else {
+            Vec::new()
+        };
+        (trace, frames)
     };
     let mut map = STACKS.lock();
     let map =
         map.get_or_insert_with(|| HashMap::with_hasher_in(RandomState::new(), Anchored::new()));
     if map.try_reserve(1).is_ok() {
-        map.insert(owner, trace);
+        map.insert(owner, Stored { trace, frames });
+    }
+}
+
+/// From a signal handler: calls `each` with every resolved frame of
+/// `owner`'s stack (those of [`record_resolved`]), if the table is free.
+/// Neither allocates nor waits: a table held by anyone (this very thread,
+/// interrupted) gives nothing.
+pub fn each_resolved_frame(owner: Owner, mut each: impl FnMut(&str)) {
+    if !enabled() {
+        return;
+    }
+    let Some(map) = STACKS.try_lock() else {
+        return;
+    };
+    if let Some(stored) = map.as_ref().and_then(|m| m.get(&owner)) {
+        for frame in &stored.frames {
+            each(frame);
+        }
     }
 }
 
@@ -131,7 +188,8 @@ pub fn frames(owner: Owner) -> Vec<String> {
     let text = {
         let _capturing = CAPTURE.lock();
         match STACKS.lock().as_ref().and_then(|m| m.get(&owner)) {
-            Some(trace) => trace.to_string(),
+            Some(stored) if !stored.frames.is_empty() => return stored.frames.clone(),
+            Some(stored) => stored.trace.to_string(),
             None => return Vec::new(),
         }
     };

@@ -118,6 +118,7 @@ const OPTION_RUNS: &[(&str, &str, &str)] = &[
     ("x_fault", "invalid", ""),
     ("x_fault", "panic", ""),
     ("x_stacks", "", "stacks=1"),
+    ("x_guardstack", "", "guard_pages=1:stacks=1"),
     ("x_stress", "churn", ""),
     ("x_stress", "churn_log", ""),
     ("x_stress", "signals", ""),
@@ -186,6 +187,7 @@ const OPTION_PROGRAMS: &[&str] = &[
     "x_guard",
     "x_fault",
     "x_stacks",
+    "x_guardstack",
     "x_stress",
     "x_hostile",
     "x_priv",
@@ -217,7 +219,7 @@ fn stress_suite() -> bool {
 /// file:line of its frames).
 fn option_flags(program: &str) -> Vec<OsString> {
     match program {
-        "x_stacks" => vec!["-O0".into(), "-g".into()],
+        "x_stacks" | "x_guardstack" => vec!["-O0".into(), "-g".into()],
         _ => Vec::new(),
     }
 }

@@ -41,6 +41,10 @@ pub struct ExitItem {
     pub readonly: Option<bool>,
     #[serde(default)]
     pub others: Option<u64>,
+    /// Where it was made (`stacks=1`): `"func (file:line:col)"` frames,
+    /// the caller's first.
+    #[serde(default)]
+    pub stack: Vec<String>,
 }
 
 /// A string, borrowed from the line unless it has escapes.
@@ -298,6 +302,8 @@ struct RawEvent<'a> {
     leak_count: Option<u64>,
     #[serde(default)]
     truncated: Option<bool>,
+    #[serde(default)]
+    stack: Option<Vec<String>>,
 }
 
 /// A segment a `shmget` of the log created.
@@ -343,6 +349,8 @@ pub struct Finding {
     pub call: String,
     pub refused: bool,
     pub detail: String,
+    /// The call's stack (`stacks=1`), the caller's first.
+    pub stack: Vec<String>,
 }
 
 /// The `exit` event.
@@ -376,17 +384,32 @@ pub struct ProcessLog {
 }
 
 impl ProcessLog {
-    /// The command line for people: argv joined by spaces, or the exe.
-    /// Control characters (a newline in an argument would split a line of
-    /// the report) are shown escaped, as `\n`.
+    /// The command line for people, shell-quoted (see [`shell_line`]):
+    /// argv, or the exe when the log has no argv.
     pub fn command(&self) -> String {
+        shell_line(&self.argv_or_exe())
+    }
+
+    /// The command line as an array: argv, or `[exe]` when the log has no
+    /// argv, or nothing.
+    pub fn argv_or_exe(&self) -> Vec<String> {
         if self.argv.is_empty() {
-            self.exe
-                .as_deref()
-                .map_or_else(|| "?".to_owned(), printable)
+            self.exe.iter().cloned().collect()
         } else {
-            printable(&self.argv.join(" "))
+            self.argv.clone()
         }
+    }
+}
+
+/// A command line for people: the words shell-quoted as `sh` would read
+/// them back (`sh -c 'kill -9 $$'`), control characters then shown escaped
+/// as `\n` (a newline in an argument would split a line of the report); `?`
+/// for none.
+pub fn shell_line(argv: &[String]) -> String {
+    if argv.is_empty() {
+        "?".to_owned()
+    } else {
+        printable(&shell_words::join(argv))
     }
 }
 
@@ -934,6 +957,7 @@ fn apply(p: &mut ProcessLog, attached: &mut HashSet<u64>, e: RawEvent<'_>) {
             call: owned(e.call).unwrap_or_default(),
             refused: e.refused.unwrap_or(false),
             detail: owned(e.detail).unwrap_or_default(),
+            stack: e.stack.unwrap_or_default(),
         }),
         "exit" => {
             p.exit = Some(Exit {
@@ -984,6 +1008,7 @@ mod tests {
         assert_eq!(p.pid, 4242);
         assert_eq!(p.argv, ["./server", "-p", "80"]);
         assert_eq!(p.command(), "./server -p 80");
+        assert_eq!(p.argv_or_exe(), ["./server", "-p", "80"]);
         assert_eq!(p.ipc_ns, Some(4026531839));
         assert_eq!(p.calls.count, 1);
         assert_eq!(p.calls.segments_created, 1);
@@ -1145,13 +1170,16 @@ mod tests {
             argv: vec!["./a".to_owned(), "x\ny".to_owned(), "\u{1b}[31m".to_owned()],
             ..ProcessLog::default()
         };
-        assert_eq!(p.command(), "./a x\\ny \\u{1b}[31m");
+        assert_eq!(p.command(), "./a 'x\\ny' '\\u{1b}[31m'");
         let p = ProcessLog {
             exe: Some("/bin/\tx".to_owned()),
             ..ProcessLog::default()
         };
-        assert_eq!(p.command(), "/bin/\\tx");
+        assert_eq!(p.command(), "'/bin/\\tx'");
         assert_eq!(printable("plain é"), "plain é");
+        let sh = ["sh", "-c", "kill -9 $$"].map(String::from);
+        assert_eq!(shell_line(&sh), "sh -c 'kill -9 $$'");
+        assert_eq!(shell_line(&[]), "?");
     }
 
     #[test]

@@ -74,6 +74,9 @@ enum Command {
 /// SIGUSR2 sent to shmguard are passed on to the tree, once: a signal sent
 /// to the whole process group (kill -INT -PGID, Ctrl-C) is not sent again.
 ///
+/// The tree's report is the one answer: each process's own leak report at
+/// exit is off (leak_report=0; --per-process keeps it).
+///
 /// The report names, with shmid=N: segments the tree created that are still
 /// in the kernel, unmarked, after the tree is gone; attachments a process
 /// never detached (from its exit event); failed calls by errno; policy
@@ -151,6 +154,15 @@ struct RunCmd {
     #[arg(short, long, value_name = "FILE", verbatim_doc_comment)]
     output: Option<PathBuf>,
 
+    /// Also print each process's own leak report at its exit
+    ///
+    /// The library's `==PID== shmguard: leak: ...` lines, as without run.
+    /// Off by default: run passes leak_report=0, and the tree's report is
+    /// the one answer. leak_report=1 in SHMGUARD_OPTIONS or --options does
+    /// the same. Either way the logs keep every exit event's leaks.
+    #[arg(long, verbatim_doc_comment)]
+    per_process: bool,
+
     /// The command to run, and its arguments
     #[arg(
         value_name = "CMD",
@@ -172,7 +184,10 @@ struct RunCmd {
 ///
 /// Prints a table (pid, ppid, calls, failed calls, segments created and
 /// removed, peak attachments, how the log ended, command), then each leak,
-/// failed calls by errno, and policy findings. A leak is:
+/// failed calls by errno, and policy findings (identical ones once, with
+/// a count), with their call stacks when the logs have them (stacks=1):
+/// the text `shmguard run` prints, every line prefixed "shmguard: ".
+/// A leak is:
 /// - a segment the logs show created and never marked with IPC_RMID (and
 ///   that its creator's exit check did not find removed), with whether it
 ///   is still in the kernel now;
@@ -333,14 +348,12 @@ fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
     } else {
         if logs.processes.is_empty() {
             println!(
-                "no logs in {} (no process made a shm call, or the logs went elsewhere)",
+                "{}no logs in {} (no process made a shm call, or the logs went elsewhere)",
+                report::PREFIX,
                 logs::printable(&dir.display().to_string())
             );
-        } else {
-            print!("{}", report::render_table(&report));
-            println!();
         }
-        print!("{}", report::render_body(&report, ""));
+        print!("{}", report::render_report(&report));
     }
     Ok(if cmd.fail_on_leak && report.leaked() {
         1
@@ -360,6 +373,7 @@ fn main() -> ExitCode {
             lib: c.lib,
             output: c.output,
             command: c.command,
+            per_process: c.per_process,
         }),
         Command::Report(c) => report_cmd(c),
         Command::Ls(c) => segments::ls(c.orphans, c.json, c.human),

@@ -58,11 +58,15 @@ pub enum KernelView<'a> {
     Run(&'a Tree),
 }
 
+/// The `schema` of every report document (`run`'s and `report`'s).
+pub const SCHEMA: &str = "shmguard-report/1";
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ProcessRow {
     pub pid: u32,
     pub ppid: u32,
-    pub command: String,
+    /// Its command line (the log's argv; `[exe]` when the log has none).
+    pub argv: Vec<String>,
     pub calls: u64,
     pub failures: u64,
     pub segments_created: u64,
@@ -85,7 +89,9 @@ pub struct SegmentLeak {
     pub mode: String,
     /// The creator's pid.
     pub cpid: u32,
-    pub command: Option<String>,
+    /// The creator's command line (from its log), or `[name]` when only
+    /// the kernel knew it (`/proc/PID/comm` of a reaped process).
+    pub argv: Option<Vec<String>>,
     /// `log`: the logs record its creation; `kernel`: found by comparing
     /// the kernel's table before and after (the creator was not preloaded).
     pub source: &'static str,
@@ -96,16 +102,22 @@ pub struct SegmentLeak {
     pub in_kernel: bool,
     /// Processes attached to it (when in the kernel).
     pub nattch: Option<u64>,
+    /// Where it was created (`stacks=1`; from the creator's exit event).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub stack: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct AttachmentLeak {
     pub pid: u32,
-    pub command: String,
+    pub argv: Vec<String>,
     pub shmid: i32,
     pub addr: String,
     pub size: Option<u64>,
     pub readonly: bool,
+    /// Where it was attached (`stacks=1`; from the exit event).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub stack: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -119,17 +131,21 @@ pub struct ErrnoCount {
 #[derive(Clone, Debug, Serialize)]
 pub struct FindingRow {
     pub pid: u32,
-    pub command: String,
+    pub argv: Vec<String>,
     pub rule: String,
     pub call: String,
     pub refused: bool,
     pub detail: String,
+    /// The call's stack (`stacks=1`; from the finding event).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub stack: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct UnloggedProcess {
     pub pid: u32,
-    pub command: Option<String>,
+    /// `[name]`: its `/proc/PID/comm`, read before it was reaped.
+    pub argv: Option<Vec<String>>,
     pub status: String,
 }
 
@@ -148,7 +164,7 @@ pub struct Summary {
 /// How `run`'s command ended, and what it ran.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunInfo {
-    pub command: Vec<String>,
+    pub argv: Vec<String>,
     pub lib: String,
     /// `exit N` or the signal's name.
     pub status: String,
@@ -162,6 +178,8 @@ pub struct RunInfo {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// [`SCHEMA`].
+    pub schema: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<RunInfo>,
     /// Where the logs are; `None` when `run` kept none (nothing was
@@ -230,10 +248,11 @@ pub fn analyze(
     };
     let mut warnings = logs.warnings.clone();
     let by_pid: HashMap<u32, &ProcessLog> = logs.processes.iter().map(|p| (p.pid, p)).collect();
-    let command_of = |pid: u32| -> Option<String> {
-        by_pid.get(&pid).map(|p| p.command()).or_else(|| {
+    let argv_of = |pid: u32| -> Option<Vec<String>> {
+        by_pid.get(&pid).map(|p| p.argv_or_exe()).or_else(|| {
             tree.and_then(|t| t.reaped.get(&pid))
                 .and_then(|r| r.comm.clone())
+                .map(|c| vec![c])
         })
     };
 
@@ -249,7 +268,7 @@ pub fn analyze(
         let row = ProcessRow {
             pid: p.pid,
             ppid: p.ppid,
-            command: p.command(),
+            argv: p.argv_or_exe(),
             calls: p.calls.count,
             failures: p.calls.failed,
             segments_created: p.calls.segments_created,
@@ -285,28 +304,31 @@ pub fn analyze(
         for f in &p.findings {
             findings.push(FindingRow {
                 pid: p.pid,
-                command: p.command(),
+                argv: p.argv_or_exe(),
                 rule: f.rule.clone(),
                 call: f.call.clone(),
                 refused: f.refused,
                 detail: f.detail.clone(),
+                stack: f.stack.clone(),
             });
         }
         if let Some(exit) = &p.exit {
             for item in exit.leaks.iter().filter(|i| i.kind == "attachment") {
                 leaked_attachments.push(AttachmentLeak {
                     pid: p.pid,
-                    command: p.command(),
+                    argv: p.argv_or_exe(),
                     shmid: item.shmid,
                     addr: item.addr.clone().unwrap_or_default(),
                     size: item.size,
                     readonly: item.readonly.unwrap_or(false),
+                    stack: item.stack.clone(),
                 });
             }
             if let Some(n) = exit.truncated {
                 warnings.push(format!(
-                    "pid {}: its exit event counts {n} leak(s) but lists none (too many for one event)",
-                    p.pid
+                    "pid {}: its exit event counts {} but lists none (too many for one event)",
+                    p.pid,
+                    plural(n, "leak", "leaks")
                 ));
             }
         }
@@ -366,8 +388,8 @@ pub fn analyze(
                     }
                     Some(r) if r.nattch == 0 => "still in the kernel now, unattached".to_owned(),
                     Some(r) => format!(
-                        "still in the kernel now, attached by {} process(es)",
-                        r.nattch
+                        "still in the kernel now, attached by {}",
+                        plural(r.nattch, "process", "processes")
                     ),
                     None if elsewhere => {
                         "it belongs to another IPC namespace (not checked)".to_owned()
@@ -380,11 +402,12 @@ pub fn analyze(
                     size: row.map_or(s.size, |r| r.size),
                     mode: kernel::mode_octal(row.map_or(s.mode.unwrap_or(0), |r| r.mode)),
                     cpid: c.creator.pid,
-                    command: Some(c.creator.command()),
+                    argv: Some(c.creator.argv_or_exe()),
                     source: "log",
                     why: format!("created and never marked with IPC_RMID in the logs; {now}"),
                     in_kernel,
                     nattch: row.map(|r| r.nattch),
+                    stack: exit_stack(c.creator, s.shmid),
                 });
             }
         }
@@ -432,14 +455,18 @@ pub fn analyze(
                         .to_owned()
                 } else {
                     format!(
-                        "never marked with IPC_RMID; {} process(es) outside the tree still attach it",
-                        row.nattch
+                        "never marked with IPC_RMID; {} outside the tree still {} it",
+                        plural(row.nattch, "process", "processes"),
+                        if row.nattch == 1 {
+                            "attaches"
+                        } else {
+                            "attach"
+                        }
                     )
                 };
-                push(
-                    segment_from_row(row, "log", why, Some(c.creator.command())),
-                    row.nattch,
-                );
+                let mut leak = segment_from_row(row, "log", why, Some(c.creator.argv_or_exe()));
+                leak.stack = exit_stack(c.creator, row.shmid);
+                push(leak, row.nattch);
             }
             for row in &new_rows {
                 if seen.contains(&row.shmid) {
@@ -474,13 +501,18 @@ pub fn analyze(
                     "still in the kernel after the tree exited".to_owned()
                 } else {
                     format!(
-                        "{} process(es) outside the tree still attach it",
-                        row.nattch
+                        "{} outside the tree still {} it",
+                        plural(row.nattch, "process", "processes"),
+                        if row.nattch == 1 {
+                            "attaches"
+                        } else {
+                            "attach"
+                        }
                     )
                 };
                 let why = format!("{missing}; new in the kernel's table: {how}; {tail}");
                 push(
-                    segment_from_row(row, "kernel", why, command_of(cpid)),
+                    segment_from_row(row, "kernel", why, argv_of(cpid)),
                     row.nattch,
                 );
             }
@@ -493,7 +525,7 @@ pub fn analyze(
             .filter(|(pid, _)| !by_pid.contains_key(pid))
             .map(|(&pid, r)| UnloggedProcess {
                 pid,
-                command: r.comm.clone(),
+                argv: r.comm.clone().map(|c| vec![c]),
                 status: status_text(r.status),
             })
             .collect()
@@ -515,6 +547,7 @@ pub fn analyze(
         processes_logged: logs.processes.len() as u64,
     };
     Report {
+        schema: SCHEMA,
         run: None,
         log_dir: Some(log_dir.to_owned()),
         processes,
@@ -540,11 +573,23 @@ fn first_rows<'a>(
     by_id
 }
 
+/// The stack the creator's exit event gives segment `shmid` (a leak or a
+/// note), if any.
+fn exit_stack(creator: &ProcessLog, shmid: i32) -> Vec<String> {
+    creator
+        .exit
+        .iter()
+        .flat_map(|e| e.leaks.iter().chain(&e.notes))
+        .find(|i| i.kind == "segment" && i.shmid == shmid && !i.stack.is_empty())
+        .map(|i| i.stack.clone())
+        .unwrap_or_default()
+}
+
 fn segment_from_row(
     row: &SegmentRow,
     source: &'static str,
     why: String,
-    command: Option<String>,
+    argv: Option<Vec<String>>,
 ) -> SegmentLeak {
     SegmentLeak {
         shmid: row.shmid,
@@ -552,11 +597,12 @@ fn segment_from_row(
         size: row.size,
         mode: kernel::mode_octal(row.mode),
         cpid: row.cpid,
-        command,
+        argv,
         source,
         why,
         in_kernel: true,
         nattch: Some(row.nattch),
+        stack: Vec::new(),
     }
 }
 
@@ -564,9 +610,14 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-fn with_command(pid: u32, command: Option<&str>) -> String {
-    match command {
-        Some(c) if !c.is_empty() => format!("pid {pid} ({})", shorten(&esc(c), 60)),
+/// The prefix of every line of the text report, `run`'s (on standard
+/// error) and `report`'s (on standard output) alike.
+pub const PREFIX: &str = "shmguard: ";
+
+/// `pid N (COMMAND)`, the command shell-quoted and shortened.
+fn with_command(pid: u32, argv: Option<&[String]>) -> String {
+    match argv {
+        Some(a) if !a.is_empty() => format!("pid {pid} ({})", shorten(&logs::shell_line(a), 60)),
         _ => format!("pid {pid}"),
     }
 }
@@ -589,6 +640,77 @@ pub fn shorten(text: &str, max: usize) -> String {
     }
 }
 
+/// The lines of a stack under the line it belongs to, as the library's
+/// per-process report writes them: `    at FUNC (file:line:col)`.
+fn render_stack(out: &mut String, prefix: &str, stack: &[String]) {
+    for frame in stack {
+        let _ = writeln!(out, "{prefix}    at {}", esc(frame));
+    }
+}
+
+/// Findings that say the same (rule, call, refusal, detail, command and
+/// stack), in the order of their first: one line of text each, with a
+/// count. (The JSON keeps a row per event.)
+struct FindingGroup<'a> {
+    first: &'a FindingRow,
+    pids: Vec<u32>,
+    count: u64,
+}
+
+fn group_findings(findings: &[FindingRow]) -> Vec<FindingGroup<'_>> {
+    type Key<'a> = (&'a str, &'a str, bool, &'a str, &'a [String], &'a [String]);
+    let mut index: HashMap<Key<'_>, usize> = HashMap::new();
+    let mut groups: Vec<FindingGroup<'_>> = Vec::new();
+    for f in findings {
+        let key = (
+            f.rule.as_str(),
+            f.call.as_str(),
+            f.refused,
+            f.detail.as_str(),
+            f.argv.as_slice(),
+            f.stack.as_slice(),
+        );
+        match index.get(&key) {
+            Some(&i) => {
+                let g = &mut groups[i];
+                g.count += 1;
+                if !g.pids.contains(&f.pid) {
+                    g.pids.push(f.pid);
+                }
+            }
+            None => {
+                index.insert(key, groups.len());
+                groups.push(FindingGroup {
+                    first: f,
+                    pids: vec![f.pid],
+                    count: 1,
+                });
+            }
+        }
+    }
+    groups
+}
+
+/// Who made a group's calls: `pid N (COMMAND)`, or `pids N, M (COMMAND)`
+/// (the first few).
+fn group_who(g: &FindingGroup<'_>) -> String {
+    const SHOWN: usize = 5;
+    if g.pids.len() == 1 {
+        return with_command(g.pids[0], Some(&g.first.argv));
+    }
+    let pids: Vec<String> = g.pids.iter().take(SHOWN).map(u32::to_string).collect();
+    let mut pids = pids.join(", ");
+    if g.pids.len() > SHOWN {
+        pids.push_str(&format!(" and {} more", g.pids.len() - SHOWN));
+    }
+    let command = if g.first.argv.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", shorten(&logs::shell_line(&g.first.argv), 60))
+    };
+    format!("pids {pids}{command}")
+}
+
 /// The report's findings as lines, each beginning with `prefix`.
 pub fn render_body(r: &Report, prefix: &str) -> String {
     let mut out = String::new();
@@ -600,7 +722,7 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
             esc(&s.key),
             s.size,
             esc(&s.mode),
-            with_command(s.cpid, s.command.as_deref()),
+            with_command(s.cpid, s.argv.as_deref()),
             esc(&s.why),
             if s.in_kernel {
                 format!(" (remove it: ipcrm -m {})", s.shmid)
@@ -608,6 +730,7 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
                 String::new()
             }
         );
+        render_stack(&mut out, prefix, &s.stack);
     }
     for a in &r.leaked_attachments {
         let _ = writeln!(
@@ -621,8 +744,9 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
             } else {
                 "read-write"
             },
-            with_command(a.pid, Some(&a.command)),
+            with_command(a.pid, Some(&a.argv)),
         );
+        render_stack(&mut out, prefix, &a.stack);
     }
     for s in &r.notes {
         let _ = writeln!(
@@ -632,9 +756,10 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
             esc(&s.key),
             s.size,
             esc(&s.mode),
-            with_command(s.cpid, s.command.as_deref()),
+            with_command(s.cpid, s.argv.as_deref()),
             esc(&s.why)
         );
+        render_stack(&mut out, prefix, &s.stack);
     }
     if !r.failures.is_empty() {
         let parts: Vec<String> = r
@@ -651,16 +776,23 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
             .collect();
         let _ = writeln!(out, "{prefix}failed calls: {}", parts.join("; "));
     }
-    for f in &r.findings {
+    for g in group_findings(&r.findings) {
+        let f = g.first;
         let _ = writeln!(
             out,
-            "{prefix}finding: {} in {} by {}{}: {}",
+            "{prefix}finding: {} in {} by {}{}{}: {}",
             esc(&f.rule),
             esc(&f.call),
-            with_command(f.pid, Some(&f.command)),
+            group_who(&g),
             if f.refused { ", refused" } else { "" },
+            if g.count > 1 {
+                format!(" ({} times)", g.count)
+            } else {
+                String::new()
+            },
             esc(&f.detail)
         );
+        render_stack(&mut out, prefix, &f.stack);
     }
     for w in &r.warnings {
         let _ = writeln!(out, "{prefix}warning: {}", esc(w));
@@ -670,10 +802,10 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
         "no leaks".to_owned()
     } else {
         format!(
-            "{} ({} holding {} bytes, {})",
+            "{} ({} holding {}, {})",
             plural(s.leaks, "leak", "leaks"),
             plural(s.leaked_segments, "segment", "segments"),
-            s.leaked_segment_bytes,
+            plural(s.leaked_segment_bytes, "byte", "bytes"),
             plural(s.leaked_attachments, "attachment", "attachments")
         )
     };
@@ -687,8 +819,10 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
     out
 }
 
-/// The per-process table.
-pub fn render_table(r: &Report) -> String {
+/// The per-process table, each line beginning with `prefix`: numbers
+/// right-aligned, words left-aligned.
+pub fn render_table(r: &Report, prefix: &str) -> String {
+    use crate::table::Align::{Left, Right};
     let header = [
         "PID", "PPID", "CALLS", "FAILED", "CREATED", "REMOVED", "PEAK-ATT", "END", "COMMAND",
     ];
@@ -709,11 +843,27 @@ pub fn render_table(r: &Report) -> String {
                     (None, true) => "exit".to_owned(),
                     (None, false) => "no-exit".to_owned(),
                 },
-                shorten(&esc(&p.command), 60),
+                shorten(&logs::shell_line(&p.argv), 60),
             ]
         })
         .collect();
-    crate::table::render(&header, &rows, 7)
+    let align = [Right, Right, Right, Right, Right, Right, Right, Left, Left];
+    crate::table::render(&header, &rows, &align)
+        .lines()
+        .map(|l| format!("{prefix}{l}\n"))
+        .collect()
+}
+
+/// The whole text report, `run`'s and `report`'s: the table (when a
+/// process was logged), then the leaks, failed calls, findings, warnings
+/// and the SUMMARY line, every line beginning with [`PREFIX`].
+pub fn render_report(r: &Report) -> String {
+    let mut out = String::new();
+    if !r.processes.is_empty() {
+        out.push_str(&render_table(r, PREFIX));
+    }
+    out.push_str(&render_body(r, PREFIX));
+    out
 }
 
 #[cfg(test)]
@@ -848,7 +998,10 @@ mod tests {
             .map(|s| (s.shmid, s.source))
             .collect();
         assert_eq!(ids, [(5, "log"), (20, "kernel"), (21, "kernel")]);
-        assert_eq!(r.leaked_segments[1].command.as_deref(), Some("static"));
+        assert_eq!(
+            r.leaked_segments[1].argv.as_deref(),
+            Some(&["static".to_owned()][..])
+        );
         assert_eq!(r.notes.len(), 1);
         assert_eq!(r.notes[0].shmid, 25);
         assert!(r.leaked());
@@ -858,6 +1011,126 @@ mod tests {
             text.contains("SUMMARY: 3 leaks (3 segments holding 12288 bytes, 0 attachments)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn plurals_are_right() {
+        let logs = set(&[(10, vec![start(10), get(10, 2, 5, true)])]);
+        let mut one_byte = row(5, 10, 0, 0o600);
+        one_byte.size = 1;
+        let mut tree = Tree {
+            after: vec![one_byte],
+            pid_window: Some((1, 200, 32768)),
+            ipc_ns: Some(7),
+            uids: [0].into(),
+            ..Tree::default()
+        };
+        let r = analyze(&logs, "d", KernelView::Run(&tree), &|_, _| false);
+        let text = render_body(&r, "");
+        assert!(
+            text.contains(
+                "SUMMARY: 1 leak (1 segment holding 1 byte, 0 attachments); 0 failed calls; \
+                 0 findings; 1 process logged"
+            ),
+            "{text}"
+        );
+        tree.after = vec![row(5, 10, 1, 0o600)];
+        let r = analyze(&logs, "d", KernelView::Run(&tree), &|_, _| false);
+        assert!(
+            r.notes[0]
+                .why
+                .ends_with("1 process outside the tree still attaches it"),
+            "{}",
+            r.notes[0].why
+        );
+        let r = analyze(
+            &logs,
+            "d",
+            KernelView::Now(&[row(5, 10, 1, 0o600)], Some(7)),
+            &|_, _| false,
+        );
+        assert!(
+            r.leaked_segments[0]
+                .why
+                .ends_with("still in the kernel now, attached by 1 process"),
+            "{}",
+            r.leaked_segments[0].why
+        );
+    }
+
+    #[test]
+    fn identical_findings_are_one_line_with_a_count() {
+        let finding = |pid: u32, ts: u64, detail: &str| {
+            ev(
+                pid,
+                ts,
+                &format!(
+                    r#""event":"finding","rule":"wide-mode","call":"shmget","refused":false,"detail":"{detail}","stack":["f (a.c:1:2)","main (a.c:9:1)"]"#
+                ),
+            )
+        };
+        let mut lines = vec![start(10)];
+        lines.extend((0..8).map(|i| finding(10, 2 + i, "mode 0666")));
+        lines.push(finding(10, 20, "mode 0644"));
+        let logs = set(&[
+            (10, lines),
+            (11, vec![start(11), finding(11, 3, "mode 0666")]),
+        ]);
+        let r = analyze(&logs, "d", KernelView::Now(&[], Some(7)), &|_, _| false);
+        assert_eq!(r.findings.len(), 10);
+        assert_eq!(r.findings[0].stack, ["f (a.c:1:2)", "main (a.c:9:1)"]);
+        let text = render_body(&r, "shmguard: ");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &lines[..6],
+            [
+                "shmguard: finding: wide-mode in shmget by pid 10 (p10) (8 times): mode 0666",
+                "shmguard:     at f (a.c:1:2)",
+                "shmguard:     at main (a.c:9:1)",
+                "shmguard: finding: wide-mode in shmget by pid 10 (p10): mode 0644",
+                "shmguard:     at f (a.c:1:2)",
+                "shmguard:     at main (a.c:9:1)",
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("shmguard: finding: wide-mode in shmget by pid 11 (p11): mode 0666\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn findings_of_one_command_in_several_processes_name_their_pids() {
+        let finding = |pid: u32| {
+            ev(
+                pid,
+                5,
+                r#""event":"finding","rule":"wide-mode","call":"shmget","refused":true,"detail":"d""#,
+            )
+        };
+        let start_sh = |pid: u32| {
+            ev(
+                pid,
+                1,
+                r#""event":"start","argv":["sh","-c","kill -9 $$"],"exe":"/bin/sh","uid":0,"euid":0,"ipc_ns":7,"forked":false"#,
+            )
+        };
+        let files: Vec<(u32, Vec<String>)> = (1..=7)
+            .map(|pid| (pid, vec![start_sh(pid), finding(pid)]))
+            .collect();
+        let r = analyze(&set(&files), "d", KernelView::Now(&[], Some(7)), &|_, _| {
+            false
+        });
+        let text = render_body(&r, "");
+        assert!(
+            text.contains(
+                "finding: wide-mode in shmget by pids 1, 2, 3, 4, 5 and 2 more (sh -c 'kill -9 $$'), \
+                 refused (7 times): d\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(r.findings.len(), 7);
+        assert_eq!(r.findings[0].argv, ["sh", "-c", "kill -9 $$"]);
     }
 
     #[test]

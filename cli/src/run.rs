@@ -37,6 +37,8 @@ pub struct RunArgs {
     pub lib: Option<PathBuf>,
     pub output: Option<PathBuf>,
     pub command: Vec<OsString>,
+    /// Keep each process's own leak report at exit (`--per-process`).
+    pub per_process: bool,
 }
 
 /// The library to preload: `--lib`, `$SHMGUARD_LIB`, `libshmguard.so`
@@ -411,11 +413,22 @@ fn check_options(extra: Option<&str>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `SHMGUARD_OPTIONS` for the tree: the caller's own, then our `log_path`,
-/// then `--options` (later keys win).
-fn options_for_tree(log_dir: &Path, extra: Option<&str>) -> Result<OsString, Failure> {
+/// `SHMGUARD_OPTIONS` for the tree: `leak_report=0` (the tree's report is
+/// the one answer; `leak_report=1` with `per_process`), the caller's own,
+/// then our `log_path`, then `--options` (later keys win, so the caller's
+/// `leak_report=1` or `--options leak_report=1` keeps the per-process
+/// reports too).
+fn options_for_tree(
+    log_dir: &Path,
+    extra: Option<&str>,
+    per_process: bool,
+) -> Result<OsString, Failure> {
     check_options(extra)?;
-    let mut parts: Vec<OsString> = Vec::new();
+    let mut parts: Vec<OsString> = vec![OsString::from(if per_process {
+        "leak_report=1"
+    } else {
+        "leak_report=0"
+    })];
     if let Some(own) = std::env::var_os("SHMGUARD_OPTIONS").filter(|v| !v.is_empty()) {
         parts.push(own);
     }
@@ -468,7 +481,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let dir = prepare_log_dir(args.log_dir.as_deref())?;
     let log_dir = dir.path.clone();
     let temp_dir = dir.temp;
-    let options = options_for_tree(&log_dir, args.options.as_deref())?;
+    let options = options_for_tree(&log_dir, args.options.as_deref(), args.per_process)?;
     let mut warnings = Vec::new();
 
     let before = kernel::segments().unwrap_or_else(|e| {
@@ -636,7 +649,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         cmd_exit
     };
     report.run = Some(RunInfo {
-        command: args
+        argv: args
             .command
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -649,7 +662,8 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     });
 
     let text = if args.json {
-        let mut s = serde_json::to_string(&report).map_err(|e| Failure::new(125, e.to_string()))?;
+        let mut s =
+            serde_json::to_string_pretty(&report).map_err(|e| Failure::new(125, e.to_string()))?;
         s.push('\n');
         s
     } else {
@@ -673,13 +687,15 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     Ok(exit_status)
 }
 
+/// `run`'s text: the command and how it ended, where the logs are, then
+/// the report as `shmguard report` prints it (same prefix, same table).
 fn render_text(r: &report::Report, fail_on_leak: bool) -> String {
-    let prefix = "shmguard: ";
+    let prefix = report::PREFIX;
     let mut out = String::new();
     if let Some(run) = &r.run {
         out.push_str(&format!(
             "{prefix}{}: {}\n",
-            report::shorten(&logs::printable(&run.command.join(" ")), 200),
+            report::shorten(&logs::shell_line(&run.argv), 200),
             run.status
         ));
     }
@@ -690,7 +706,7 @@ fn render_text(r: &report::Report, fail_on_leak: bool) -> String {
             "{prefix}logs in {dir} (shmguard report {dir} shows each process)\n"
         ));
     }
-    out.push_str(&report::render_body(r, prefix));
+    out.push_str(&report::render_report(r));
     if fail_on_leak && r.leaked() {
         out.push_str(&format!(
             "{prefix}exit status 1: the tree leaked (--fail-on-leak)\n"
@@ -761,13 +777,16 @@ mod tests {
     #[test]
     fn options_keep_the_callers_and_refuse_log_path() {
         let dir = Path::new("/tmp/x");
-        let o = options_for_tree(dir, Some("verbosity=1:policy=strict")).unwrap();
+        let o = options_for_tree(dir, Some("verbosity=1:policy=strict"), false).unwrap();
         let o = o.to_string_lossy();
         assert!(
             o.contains("log_path=/tmp/x/shmguard.%p.jsonl:verbosity=1:policy=strict"),
             "{o}"
         );
-        assert!(options_for_tree(dir, Some("verbosity=1:log_path=/x")).is_err());
+        assert!(o.starts_with("leak_report=0:"), "{o}");
+        let o = options_for_tree(dir, None, true).unwrap();
+        assert!(o.to_string_lossy().starts_with("leak_report=1:"), "{o:?}");
+        assert!(options_for_tree(dir, Some("verbosity=1:log_path=/x"), false).is_err());
     }
 
     #[test]

@@ -186,8 +186,13 @@ pub fn ls(orphans: bool, json: bool, human: bool) -> Result<i32, Failure> {
             ]
         })
         .collect();
-    // Key, shmid, owner and perms read left to right; numbers align right.
-    print!("{}", table::render(&header, &rows, 0));
+    // Numbers (shmid, size, attachments, creator pid, age) align right,
+    // words left.
+    use table::Align::{Left, Right};
+    let align = [
+        Left, Right, Left, Left, Right, Right, Right, Left, Left, Right, Left,
+    ];
+    print!("{}", table::render(&header, &rows, &align));
     Ok(0)
 }
 
@@ -255,14 +260,15 @@ pub fn clean(orphans: bool, older_than: Option<u64>, yes: bool) -> Result<i32, F
         String::new()
     } else {
         format!(
-            "; {} orphaned segment(s) of other users left alone",
-            others.len()
+            "; {} of other users left alone",
+            segments(others.len(), "orphaned segment")
         )
     };
     if undecided > 0 {
         users.push_str(&format!(
-            "; {undecided} unattached segment(s) of uid {euid} whose creator cannot be known \
-             left alone (shmguard ls says why)"
+            "; {} of uid {euid} whose creator cannot be known \
+             left alone (shmguard ls says why)",
+            segments(undecided, "unattached segment")
         ));
     }
     if !yes {
@@ -270,15 +276,24 @@ pub fn clean(orphans: bool, older_than: Option<u64>, yes: bool) -> Result<i32, F
             println!("no orphaned segments of uid {euid}{age_note} to remove{users}");
         } else {
             println!(
-                "dry run: {} orphaned segment(s) of uid {euid}{age_note} would be removed{users}; \
-                 run again with --yes to remove them",
-                mine.len()
+                "dry run: {} of uid {euid}{age_note} would be removed{users}; \
+                 run again with --yes to remove {}",
+                segments(mine.len(), "orphaned segment"),
+                if mine.len() == 1 { "it" } else { "them" }
             );
         }
     } else {
-        println!("removed {removed} orphaned segment(s) of uid {euid}{age_note}{users}");
+        println!(
+            "removed {} of uid {euid}{age_note}{users}",
+            segments(removed, "orphaned segment")
+        );
     }
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// `N WHAT` or `N WHATs`: `1 orphaned segment`, `2 orphaned segments`.
+fn segments(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Removes `e` if, read again just now with `IPC_STAT`, it is still the

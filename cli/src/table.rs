@@ -1,13 +1,26 @@
 //! Plain-text tables and human-readable quantities.
 #![forbid(unsafe_code)]
 
-/// Renders a table with a header row; columns before `text_from` are
-/// right-aligned (numbers), the rest left-aligned; the last column is not
-/// padded.
+/// How a column's cells line up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Align {
+    /// Words.
+    Left,
+    /// Numbers (and quantities such as `4.0K`, `3h`).
+    Right,
+}
+
+/// Renders a table with a header row, each column aligned as `align` says
+/// (its header too), two spaces apart; no line ends in spaces.
+///
+/// Written by hand rather than with comfy-table or tabled: the tables are
+/// plain columns as `ipcs` and `ps` print them (no borders, no wrapping,
+/// the last column unpadded), which is these few lines, and the output is
+/// kept byte for byte by golden tests.
 pub fn render<const N: usize>(
     header: &[&str; N],
     rows: &[[String; N]],
-    text_from: usize,
+    align: &[Align; N],
 ) -> String {
     let mut width = [0usize; N];
     for (i, h) in header.iter().enumerate() {
@@ -26,7 +39,7 @@ pub fn render<const N: usize>(
                 s.push_str("  ");
             }
             let pad = width[i].saturating_sub(cell.chars().count());
-            if i < text_from {
+            if align[i] == Align::Right {
                 s.extend(std::iter::repeat_n(' ', pad));
                 s.push_str(cell);
             } else {
@@ -178,10 +191,13 @@ mod tests {
     #[test]
     fn tables_align() {
         let t = render(
-            &["ID", "NAME"],
-            &[["1".into(), "a".into()], ["100".into(), "bb".into()]],
-            1,
+            &["ID", "NAME", "SIZE"],
+            &[
+                ["1".into(), "a".into(), "4.0K".into()],
+                ["100".into(), "bb".into(), "64M".into()],
+            ],
+            &[Align::Right, Align::Left, Align::Right],
         );
-        assert_eq!(t, " ID  NAME\n  1  a\n100  bb\n");
+        assert_eq!(t, " ID  NAME  SIZE\n  1  a     4.0K\n100  bb     64M\n");
     }
 }

@@ -211,7 +211,10 @@ fn report_lists_processes_and_leaks_from_logs() {
     assert_eq!(counts(CHILD), [5, 1, 1, 2, 0]);
     assert_eq!(counts(WORKER), [3, 0, 2, 0, 1]);
     assert_eq!(counts(real_pid), [1, 0, 1, 0, 0]);
-    assert_eq!(row(SERVER)["command"], "./server -p 80");
+    assert_eq!(
+        row(SERVER)["argv"],
+        serde_json::json!(["./server", "-p", "80"])
+    );
     assert_eq!(row(SERVER)["ppid"], PARENT);
     assert_eq!(row(CHILD)["forked"], true);
     assert_eq!(row(WORKER)["exit_event"], false);
@@ -263,10 +266,13 @@ fn report_lists_processes_and_leaks_from_logs() {
     assert_eq!(r["summary"]["leaked_segment_bytes"], 4096 + 65536 + 3000);
     assert!(r.get("run").is_none());
 
-    // The text: the table's rows and one line per leak naming its shmid.
+    // The text: the table's rows and one line per leak naming its shmid,
+    // every line prefixed `shmguard: `.
     let out = shmguard_cmd(&["report", s(dir.path())]);
     assert!(out.status.success(), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().all(|l| l.starts_with("shmguard: ")), "{text}");
+    let text = text.replace("shmguard: ", "");
     let table_row = |pid: u32| -> Vec<String> {
         text.lines()
             .find(|l| l.split_whitespace().next() == Some(&pid.to_string()))

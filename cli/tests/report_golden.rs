@@ -15,8 +15,10 @@
 //! depend on the machine.
 //!
 //! The expected files were written by the reader as it was before the
-//! report was made to stream its logs (commit b996726): a difference is a
-//! change of behaviour.
+//! report was made to stream its logs (commit b996726), then rewritten
+//! once for the one text format (every line prefixed `shmguard: `,
+//! commands shell-quoted) and the JSON's `schema` and `argv` arrays: a
+//! difference is a change of behaviour.
 
 mod common;
 
