@@ -135,29 +135,26 @@ fn open_dir(path: &Path) -> io::Result<fs::File> {
 }
 
 /// A fresh directory `shmguard.XXXXXX` under `base`, as `mkdtemp(3)` makes
-/// (the name drawn from the kernel's random numbers), mode [`OPEN_MODE`].
+/// one, made by `tempfile`: created exclusively (`mkdir`, mode 0700; a
+/// taken name, a symbolic link included, makes it draw another), the
+/// six characters drawn at random (its generator is re-seeded from
+/// `getrandom(2)` when a name is taken); then, through a descriptor that
+/// checks it is ours, mode [`OPEN_MODE`].
 fn make_temp_dir(base: &Path) -> io::Result<PathBuf> {
-    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    for _ in 0..100 {
-        let mut random = [0u8; 6];
-        os::random_bytes(&mut random)?;
-        let mut name = String::from("shmguard.");
-        name.extend(
-            random
-                .iter()
-                .map(|&b| CHARS[usize::from(b) % CHARS.len()] as char),
-        );
-        let path = base.join(name);
-        match make_log_dir(&path) {
-            Ok(()) => return Ok(path),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
+    use std::os::unix::fs::PermissionsExt;
+    let path = tempfile::Builder::new()
+        .prefix("shmguard.")
+        .rand_bytes(6)
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir_in(base)?
+        .keep();
+    let opened =
+        open_dir(&path).and_then(|dir| dir.set_permissions(fs::Permissions::from_mode(OPEN_MODE)));
+    if let Err(e) = opened {
+        let _ = fs::remove_dir(&path);
+        return Err(e);
     }
-    Err(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        "no free name for a temporary directory",
-    ))
+    Ok(path)
 }
 
 /// Why a directory is no safe place for logs, if it is not: a symbolic
@@ -852,8 +849,17 @@ mod tests {
         let b = make_temp_dir(&base).unwrap();
         assert_ne!(a, b);
         let mode = fs::metadata(&a).unwrap().permissions().mode() & 0o7777;
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
         fs::remove_dir(&a).unwrap();
         fs::remove_dir(&b).unwrap();
         assert_eq!(mode, OPEN_MODE);
+        assert!(
+            name.len() == "shmguard.".len() + 6
+                && name.starts_with("shmguard.")
+                && name["shmguard.".len()..]
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric()),
+            "{name}"
+        );
     }
 }
