@@ -13,13 +13,25 @@
 #   make fuzz-parsers    cargo fuzz on the options parser and the log reader (nightly)
 #   make bench           per-call cost against plain glibc and strace (docs/benchmarks.md)
 #   make demo            a leaky C program run under shmguard
-#   make install PREFIX=/usr/local [DESTDIR=...]
+#   make install PREFIX=/usr/local [DESTDIR=...]   stripped; man pages,
+#                        completions (bash, zsh, fish), docs
+#   make install-debug   the same, with the debug info in LIBDIR/debug
+#   make uninstall       removes what install put there
 
 PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 BINDIR  ?= $(PREFIX)/bin
 PCDIR   ?= $(LIBDIR)/pkgconfig
+DATADIR ?= $(PREFIX)/share
+MANDIR  ?= $(DATADIR)/man
+DOCDIR  ?= $(DATADIR)/doc/shmguard
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+ZSHCOMPDIR  ?= $(DATADIR)/zsh/site-functions
+FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
+DEBUGDIR    ?= $(LIBDIR)/debug
+STRIP   ?= strip
+OBJCOPY ?= objcopy
 CC      ?= cc
 CXX     ?= c++
 CARGO   ?= cargo
@@ -41,8 +53,8 @@ EXPORTS := ftok shmat shmctl shmdt shmget \
 	shmguard_last_error shmguard_leak_count shmguard_leak_report shmguard_shmat \
 	shmguard_shmctl shmguard_shmdt shmguard_shmget shmguard_version
 
-.PHONY: asan valgrind stress test-stress-ng miri fuzz test-fuzz fuzz-parsers bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
-	lint demo install uninstall clean
+.PHONY: generated split-debug link-debug asan valgrind stress test-stress-ng miri fuzz test-fuzz fuzz-parsers bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
+	lint demo install install-debug uninstall clean
 
 all: build
 
@@ -88,12 +100,19 @@ check-symbols: build
 		{ echo "SONAME is not libshmguard.so.$(SOMAJOR)"; exit 1; }
 	@echo "exports and SONAME ok"
 
-# Install into a scratch prefix, then build a program with pkg-config, once
-# against the shared library and once statically, and run both.
+# Install into a scratch prefix, then build the README's pkg-config recipe
+# (shared with an rpath, and static) and run it, render the man pages, load
+# the completions, check that everything is stripped; then install-debug
+# and uninstall under a DESTDIR: debug files, and nothing left.
 check-install: build
-	rm -rf $(BUILD)/prefix
+	rm -rf $(BUILD)/prefix $(BUILD)/destdir
 	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/prefix
 	c_tests/check-install.sh $(CURDIR)/$(BUILD)/prefix "$(CC)"
+	$(MAKE) --no-print-directory install-debug PREFIX=/opt/shmguard DESTDIR=$(CURDIR)/$(BUILD)/destdir
+	c_tests/check-install.sh --debug $(CURDIR)/$(BUILD)/destdir/opt/shmguard
+	$(MAKE) --no-print-directory uninstall PREFIX=/opt/shmguard DESTDIR=$(CURDIR)/$(BUILD)/destdir
+	c_tests/check-install.sh --uninstalled $(CURDIR)/$(BUILD)/destdir
+	rm -rf $(BUILD)/prefix $(BUILD)/destdir
 
 # PostgreSQL (shared_memory_type = sysv) under `shmguard run`: installs
 # Debian's postgresql when missing.
@@ -164,21 +183,75 @@ lint:
 demo: build
 	demo/run.sh $(REL) $(BUILD)/demo "$(CC)"
 
-install: build
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) $(DESTDIR)$(BINDIR)
+# What make install puts in place, generated from the clap definitions by
+# the command itself: shmguard.1 and a page per subcommand, and the
+# completion scripts.
+GEN := $(BUILD)/gen
+DOCS := docs/cli.md docs/log-schema.md docs/security.md docs/benchmarks.md
+generated: build
+	rm -rf $(GEN) && mkdir -p $(GEN)/man1 $(GEN)/completions
+	$(REL)/shmguard __generate man $(GEN)/man1
+	for sh in bash zsh fish; do \
+		$(REL)/shmguard __generate completion $$sh > $(GEN)/completions/shmguard.$$sh || exit 1; \
+	done
+
+# Binaries and library stripped of debug info (install-debug keeps it, in
+# separate files under $(DEBUGDIR), which the stripped files name with a
+# debug link).
+install: build generated
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(DOCDIR)/docs \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	install -m 0755 $(REL)/shmguard $(DESTDIR)$(BINDIR)/shmguard
 	install -m 0755 $(REL)/libshmguard.so $(DESTDIR)$(LIBDIR)/libshmguard.so.$(VERSION)
 	ln -sf libshmguard.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libshmguard.so.$(SOMAJOR)
 	ln -sf libshmguard.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libshmguard.so
-	install -m 0644 $(REL)/libshmguard.a $(DESTDIR)$(LIBDIR)/libshmguard.a
+	tools/lean-archive.sh $(REL)/libshmguard.a $(GEN)/libshmguard.a $(EXPORTS)
+	install -m 0644 $(GEN)/libshmguard.a $(DESTDIR)$(LIBDIR)/libshmguard.a
+	$(if $(KEEP_DEBUG),$(MAKE) --no-print-directory split-debug)
+	$(STRIP) --strip-unneeded $(DESTDIR)$(BINDIR)/shmguard $(DESTDIR)$(LIBDIR)/libshmguard.so.$(VERSION)
+	$(STRIP) --strip-debug $(DESTDIR)$(LIBDIR)/libshmguard.a
+	$(if $(KEEP_DEBUG),$(MAKE) --no-print-directory link-debug)
 	install -m 0644 include/shmguard.h $(DESTDIR)$(INCDIR)/shmguard.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|' \
 		shmguard.pc.in > $(DESTDIR)$(PCDIR)/shmguard.pc
+	install -m 0644 $(GEN)/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/shmguard.3 $(DESTDIR)$(MANDIR)/man3/shmguard.3
+	install -m 0644 $(GEN)/completions/shmguard.bash $(DESTDIR)$(BASHCOMPDIR)/shmguard
+	install -m 0644 $(GEN)/completions/shmguard.zsh $(DESTDIR)$(ZSHCOMPDIR)/_shmguard
+	install -m 0644 $(GEN)/completions/shmguard.fish $(DESTDIR)$(FISHCOMPDIR)/shmguard.fish
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/docs/
+
+install-debug:
+	$(MAKE) --no-print-directory install KEEP_DEBUG=1
+
+# (install-debug) The debug info of the installed, not yet stripped files,
+# then a debug link from each stripped file to its .debug file.
+DEBUG_FILES := $(BINDIR)/shmguard $(LIBDIR)/libshmguard.so.$(VERSION)
+split-debug:
+	for f in $(DEBUG_FILES); do \
+		install -d $(DESTDIR)$(DEBUGDIR)$$(dirname $$f) && \
+		$(OBJCOPY) --only-keep-debug $(DESTDIR)$$f $(DESTDIR)$(DEBUGDIR)$$f.debug && \
+		chmod 0644 $(DESTDIR)$(DEBUGDIR)$$f.debug || exit 1; \
+	done
+
+link-debug:
+	for f in $(DEBUG_FILES); do \
+		$(OBJCOPY) --add-gnu-debuglink=$(DESTDIR)$(DEBUGDIR)$$f.debug $(DESTDIR)$$f || exit 1; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/shmguard $(DESTDIR)$(LIBDIR)/libshmguard.so* $(DESTDIR)$(LIBDIR)/libshmguard.a \
-		$(DESTDIR)$(INCDIR)/shmguard.h $(DESTDIR)$(PCDIR)/shmguard.pc
+		$(DESTDIR)$(INCDIR)/shmguard.h $(DESTDIR)$(PCDIR)/shmguard.pc \
+		$(DESTDIR)$(MANDIR)/man1/shmguard.1 $(DESTDIR)$(MANDIR)/man1/shmguard-*.1 \
+		$(DESTDIR)$(MANDIR)/man3/shmguard.3 \
+		$(DESTDIR)$(BASHCOMPDIR)/shmguard $(DESTDIR)$(ZSHCOMPDIR)/_shmguard \
+		$(DESTDIR)$(FISHCOMPDIR)/shmguard.fish \
+		$(foreach f,$(DEBUG_FILES),$(DESTDIR)$(DEBUGDIR)$(f).debug)
+	rm -rf $(DESTDIR)$(DOCDIR)
+	-for d in $(dir $(DEBUG_FILES)); do rmdir -p $(DESTDIR)$(DEBUGDIR)$$d 2>/dev/null; done; true
 
 clean:
 	$(CARGO) clean

@@ -83,6 +83,15 @@ pub mod support {
     pub fn option_problems(text: &str) -> Vec<String> {
         crate::options::parse(text.as_bytes()).1
     }
+
+    /// Every option the library knows, as `help=1` lists them: (key,
+    /// values, default). The man page shmguard(3) is checked against it.
+    pub fn option_docs() -> Vec<(&'static str, &'static str, &'static str)> {
+        crate::options::DOCS
+            .iter()
+            .map(|d| (d.key, d.values, d.default))
+            .collect()
+    }
 }
 
 /// Runs `f`, returning `fallback` if it panics: bookkeeping must never

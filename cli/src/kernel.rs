@@ -2,6 +2,7 @@
 //! (/proc/PID/stat, /proc/PID/comm), boot time, user names.
 #![forbid(unsafe_code)]
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs;
 use std::io;
@@ -337,35 +338,32 @@ pub fn ipc_namespace() -> Option<u64> {
     fs::metadata("/proc/self/ns/ipc").ok().map(|m| m.ino())
 }
 
-/// User names by uid, from /etc/passwd.
+/// User names by uid, through the C library's name service switch
+/// (`getpwuid_r`): /etc/passwd, and LDAP, sssd, systemd's users or
+/// whatever else /etc/nsswitch.conf names. Each uid is looked up once.
 #[derive(Debug, Default)]
-pub struct Users(HashMap<u32, String>);
+pub struct Users(RefCell<HashMap<u32, Option<String>>>);
 
 impl Users {
+    /// An empty cache: names are looked up when first asked for.
     pub fn read() -> Self {
-        fs::read_to_string("/etc/passwd")
-            .map(|t| Self::parse(&t))
-            .unwrap_or_default()
+        Self::default()
     }
 
-    pub fn parse(text: &str) -> Self {
-        let mut map = HashMap::new();
-        for line in text.lines() {
-            let mut f = line.split(':');
-            let (Some(name), Some(_), Some(uid)) = (f.next(), f.next(), f.next()) else {
-                continue;
-            };
-            if let Ok(uid) = uid.parse::<u32>() {
-                // The first entry for a uid wins, as getpwuid does.
-                map.entry(uid).or_insert_with(|| name.to_owned());
-            }
-        }
-        Self(map)
-    }
-
-    /// The user's name, or the number when /etc/passwd does not know it.
+    /// The user's name, or the number when the name service does not know
+    /// it (or fails: a name is a nicety, never a reason to fail).
     pub fn name(&self, uid: u32) -> String {
-        self.0.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
+        self.0
+            .borrow_mut()
+            .entry(uid)
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
+            .clone()
+            .unwrap_or_else(|| uid.to_string())
     }
 }
 
@@ -413,11 +411,10 @@ mod tests {
             parse_btime("cpu 1 2\nbtime 1700000000\nprocesses 5\n"),
             Some(1700000000)
         );
-        let users =
-            Users::parse("root:x:0:0::/root:/bin/sh\nbad line\nnobody:x:65534:65534::/:/x\n");
+        let users = Users::read();
         assert_eq!(users.name(0), "root");
-        assert_eq!(users.name(65534), "nobody");
-        assert_eq!(users.name(1234), "1234");
+        // No user has uid 3999999999.
+        assert_eq!(users.name(3_999_999_999), "3999999999");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! System V shared-memory segments. See docs/cli.md.
 #![deny(unsafe_code)]
 
+mod generate;
 mod kernel;
 mod report;
 mod run;
@@ -13,7 +14,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use shmguard_cli::{logs, os};
 
 use crate::kernel::Clock;
@@ -363,6 +364,12 @@ fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
 }
 
 fn main() -> ExitCode {
+    // `shmguard __generate ...` (for `make install`) is no subcommand of
+    // clap's, so that neither --help nor the completions it writes offer it.
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == generate::ARG) {
+        return exit(generate::generate(Cli::command(), &argv[2..]));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(c) => run::run(run::RunArgs {
@@ -379,6 +386,10 @@ fn main() -> ExitCode {
         Command::Ls(c) => segments::ls(c.orphans, c.json, c.human),
         Command::Clean(c) => segments::clean(c.orphans, c.older_than, c.yes),
     };
+    exit(result)
+}
+
+fn exit(result: Result<i32, Failure>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(f) => {

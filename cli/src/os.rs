@@ -208,25 +208,6 @@ pub fn shm_rmid(shmid: i32) -> io::Result<()> {
     }
 }
 
-/// Fills `buf` with random bytes from the kernel (`getrandom(2)`).
-pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        let rest = &mut buf[done..];
-        // SAFETY: the kernel writes at most rest.len() bytes into rest.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        done += n as usize;
-    }
-    Ok(())
-}
-
 /// Dies of `signal` as the command did, so that our parent sees the same
 /// death (a shell's loop stops on Ctrl-C): no core file, the default
 /// action, the signal unblocked, then raised. Returns only if that did not
@@ -434,35 +415,40 @@ pub fn memchr(byte: u8, bytes: &[u8]) -> Option<usize> {
     (!found.is_null()).then(|| found as usize - bytes.as_ptr() as usize)
 }
 
-/// The name of a signal, `SIGTERM`, or `signal N` for one without a name
-/// here.
+/// The name of a signal as the kernel's headers spell it (`SIGTERM`,
+/// `SIGPROF`, `SIGWINCH`), from nix's list of the platform's signals;
+/// `SIGRTMIN+N` for a real-time signal; `signal N` for a number that is
+/// no signal.
 pub fn signal_name(signal: i32) -> String {
-    let name = match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGCHLD => "SIGCHLD",
-        libc::SIGCONT => "SIGCONT",
-        libc::SIGSTOP => "SIGSTOP",
-        libc::SIGTSTP => "SIGTSTP",
-        libc::SIGTTIN => "SIGTTIN",
-        libc::SIGTTOU => "SIGTTOU",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGSYS => "SIGSYS",
-        _ => return format!("signal {signal}"),
-    };
-    name.to_owned()
+    if let Ok(s) = nix::sys::signal::Signal::try_from(signal) {
+        return s.as_str().to_owned();
+    }
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    if (min..=max).contains(&signal) {
+        return match signal - min {
+            0 => "SIGRTMIN".to_owned(),
+            n => format!("SIGRTMIN+{n}"),
+        };
+    }
+    format!("signal {signal}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signal_name;
+
+    #[test]
+    fn signal_names_come_from_the_platforms_list() {
+        assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
+        assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
+        // Signals a hand-written table of the common ones missed.
+        assert_eq!(signal_name(libc::SIGPROF), "SIGPROF");
+        assert_eq!(signal_name(libc::SIGWINCH), "SIGWINCH");
+        assert_eq!(signal_name(libc::SIGVTALRM), "SIGVTALRM");
+        assert_eq!(signal_name(libc::SIGURG), "SIGURG");
+        assert_eq!(signal_name(libc::SIGRTMIN()), "SIGRTMIN");
+        assert_eq!(signal_name(libc::SIGRTMIN() + 3), "SIGRTMIN+3");
+        assert_eq!(signal_name(0), "signal 0");
+        assert_eq!(signal_name(200), "signal 200");
+    }
 }

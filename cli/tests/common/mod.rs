@@ -74,15 +74,14 @@ impl Dir {
     /// [`scratch`], may sit in a directory only its owner can enter (CI
     /// clones into `mktemp -d`, mode 0700). Created exclusively.
     pub fn reachable(name: &str) -> Self {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("shmguard-cli.{name}.{}.{n}", std::process::id()));
-        std::fs::DirBuilder::new()
-            .mode(0o755)
-            .create(&dir)
-            .unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("shmguard-cli.{name}."))
+            .permissions(std::fs::Permissions::from_mode(0o755))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("create a temporary directory for {name}: {e}"))
+            .keep();
+        // Whatever the umask left of 0755.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         Self(dir)
     }
