@@ -96,6 +96,8 @@ pub struct SegmentLeak {
     pub in_kernel: bool,
     /// Processes attached to it (when in the kernel).
     pub nattch: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub stack: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -106,6 +108,8 @@ pub struct AttachmentLeak {
     pub addr: String,
     pub size: Option<u64>,
     pub readonly: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub stack: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -124,6 +128,8 @@ pub struct FindingRow {
     pub call: String,
     pub refused: bool,
     pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub stack: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -290,6 +296,7 @@ pub fn analyze(
                 call: f.call.clone(),
                 refused: f.refused,
                 detail: f.detail.clone(),
+                stack: Vec::new(),
             });
         }
         if let Some(exit) = &p.exit {
@@ -301,6 +308,7 @@ pub fn analyze(
                     addr: item.addr.clone().unwrap_or_default(),
                     size: item.size,
                     readonly: item.readonly.unwrap_or(false),
+                    stack: Vec::new(),
                 });
             }
             if let Some(n) = exit.truncated {
@@ -385,6 +393,7 @@ pub fn analyze(
                     why: format!("created and never marked with IPC_RMID in the logs; {now}"),
                     in_kernel,
                     nattch: row.map(|r| r.nattch),
+                    stack: Vec::new(),
                 });
             }
         }
@@ -557,6 +566,7 @@ fn segment_from_row(
         why,
         in_kernel: true,
         nattch: Some(row.nattch),
+        stack: Vec::new(),
     }
 }
 
