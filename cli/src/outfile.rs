@@ -64,6 +64,13 @@ pub fn check(path: &Path, flag: &str) -> Result<OutFile, Failure> {
             ),
         )
     };
+    if path.as_os_str() == "-" {
+        return Err(refuse(
+            "a report file must be named: standard output is not one \
+             (run's is the command's; report --json prints there)"
+                .to_owned(),
+        ));
+    }
     let name = match path.file_name() {
         Some(n) if !path.as_os_str().to_string_lossy().ends_with('/') => n.to_owned(),
         _ => return Err(refuse("it names a directory, not a file".to_owned())),
@@ -220,11 +227,12 @@ mod tests {
         let d = scratch("refuse");
         let e1 = check(&d, "--json").unwrap_err();
         let e2 = check(&d.join("no/such/r.xml"), "--junit").unwrap_err();
+        let e4 = check(Path::new("-"), "--sarif").unwrap_err();
         let a = check(&d.join("r"), "--json").unwrap();
         let b = check(&d.join("./r"), "--sarif").unwrap();
         let e3 = check_distinct(&[("--json", &a), ("--sarif", &b)]).unwrap_err();
         fs::remove_dir_all(&d).unwrap();
-        assert_eq!((e1.code, e2.code, e3.code), (2, 2, 2));
+        assert_eq!((e1.code, e2.code, e3.code, e4.code), (2, 2, 2, 2));
         assert!(e1.message.contains("directory"), "{}", e1.message);
         assert!(e2.message.contains("--junit"), "{}", e2.message);
         assert!(e3.message.contains("same file"), "{}", e3.message);
