@@ -223,6 +223,7 @@ fn run_refuses_an_output_it_cannot_write_before_the_command_starts() {
 #[test]
 fn an_output_planted_by_another_user_is_never_written_through() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let _serial = serial();
     let dir = Dir::reachable("ci-planted");
     let d = dir.path();
     std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o1777)).unwrap();
