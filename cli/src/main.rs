@@ -271,10 +271,10 @@ struct LsCmd {
 
     /// Print JSON: {"schema": "shmguard-ls/1", "segments": [...]}
     ///
-    /// Each segment is an object with the fields key, shmid, owner, uid, gid, cuid, cgid, mode, size, nattch,
-    /// cpid, lpid, creator_command, creator_alive, creator (alive, gone,
-    /// unknown), creator_unknown (why, or null), dest, locked, ctime, age,
-    /// orphan.
+    /// Pretty-printed; each segment is an object with the fields key,
+    /// shmid, owner, uid, gid, cuid, cgid, mode, size, nattch, cpid, lpid,
+    /// creator_command, creator_alive, creator (alive, gone, unknown),
+    /// creator_unknown (why, or null), dest, locked, ctime, age, orphan.
     #[arg(long, verbatim_doc_comment)]
     json: bool,
 
