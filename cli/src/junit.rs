@@ -161,11 +161,20 @@ pub fn render(r: &Report) -> String {
     out.push_str("    </properties>\n");
 
     for (p, items) in r.processes.iter().zip(&per) {
-        let name = format!(
+        let mut name = format!(
             "pid {}: {}",
             p.pid,
             crate::report::shorten(&ci::command_text(p), 200)
         );
+        // Two logs of one pid (processes of other PID namespaces): test
+        // cases of one name would merge in a CI server's view.
+        if r.processes.iter().filter(|q| q.pid == p.pid).count() > 1 {
+            let file = std::path::Path::new(&p.log)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.push_str(&format!(" [{}]", crate::logs::printable(&file)));
+        }
         let _ = writeln!(
             out,
             "    <testcase classname=\"shmguard.process\" name=\"{}\">",
@@ -246,5 +255,55 @@ mod tests {
                 "{c:?} -> {e:?}"
             );
         }
+    }
+
+    #[test]
+    fn each_logged_process_is_a_test_case_with_its_failures() {
+        use crate::report::ProcessRow;
+        let mut r = crate::sarif::tests::sample();
+        let row = |pid: u32, log: &str| ProcessRow {
+            pid,
+            ppid: 1,
+            command: "./p".into(),
+            calls: 3,
+            failures: 0,
+            segments_created: 1,
+            segments_removed: 0,
+            peak_attachments: 1,
+            exit_event: true,
+            status: None,
+            forked: false,
+            log: log.into(),
+        };
+        r.processes = vec![
+            row(42, "/l/shmguard.42.jsonl"),
+            row(42, "/l/shmguard.42.1.jsonl"),
+            row(43, "/l/shmguard.43.jsonl"),
+        ];
+        let xml = render(&r);
+        assert!(
+            xml.contains("name=\"pid 42: ./p [shmguard.42.jsonl]\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("name=\"pid 42: ./p [shmguard.42.1.jsonl]\""),
+            "{xml}"
+        );
+        assert!(xml.contains("name=\"pid 43: ./p\">"), "{xml}");
+        // pid 42's leak, attachment and two findings go to its first log's
+        // case; the note to its system-out; nothing is left for the
+        // kernel's case (no run: there is none).
+        assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
+        assert_eq!(xml.matches("<failure ").count(), 4, "{xml}");
+        assert!(
+            xml.contains("tests=\"3\" failures=\"1\" errors=\"0\""),
+            "{xml}"
+        );
+        assert!(xml.contains("note: segment shmid=7"), "{xml}");
+        assert!(
+            xml.contains("type=\"finding:rule-from-the-future\""),
+            "{xml}"
+        );
+        assert!(xml.contains("./p &lt;&amp;&gt;\\u{1}\\u{1b}"), "{xml}");
     }
 }
