@@ -281,6 +281,26 @@ fn an_output_planted_by_another_user_is_never_written_through() {
     );
 }
 
+/// Devices and descriptors are written as they are, never replaced:
+/// `-o /dev/null` discards the text report (as root too: /dev/null stays a
+/// device), `--json /dev/stderr` puts the JSON where the text would go.
+#[test]
+fn devices_and_descriptors_are_written_not_replaced() {
+    use std::os::unix::fs::FileTypeExt;
+    let _serial = serial();
+    let out = run(&["-o", "/dev/null", "--json", "/dev/stderr", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(out.stdout.is_empty(), "{}", show(&out));
+    let r: Value = serde_json::from_slice(&out.stderr).expect("the JSON report on stderr");
+    assert_eq!(r["summary"]["leaks"], 0, "{r:#}");
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+}
+
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report")
 }
