@@ -54,6 +54,7 @@ EXPORTS := ftok shmat shmctl shmdt shmget \
 	shmguard_shmctl shmguard_shmdt shmguard_shmget shmguard_version
 
 .PHONY: generated split-debug link-debug asan valgrind stress test-stress-ng miri fuzz test-fuzz fuzz-parsers bench test-postgres all build test test-rust test-c check-header check-symbols check-install \
+	check-test-tools \
 	lint demo install install-debug uninstall clean
 
 all: build
@@ -62,8 +63,19 @@ build:
 	$(CARGO) build --release --workspace
 	ln -sf libshmguard.so $(REL)/libshmguard.so.$(SOMAJOR)
 
-test: build test-rust test-c test-fuzz check-header check-symbols check-install
+test: check-test-tools build test-rust test-c test-fuzz check-header check-symbols check-install
 	@echo "make test: all passed"
+
+# Tools the tests need beyond the Rust toolchain and a C compiler (.ci/run
+# installs them): the validators of the CI formats (cli/tests/ci_formats.rs,
+# cli/tests/examples.rs) check JUnit XML with xmllint against
+# tests/schemas/junit-10.xsd and SARIF with Debian's python3-jsonschema
+# against the SARIF 2.1.0 schema. Missing, they stop make test at once.
+check-test-tools:
+	@command -v xmllint >/dev/null || \
+		{ echo "make test needs xmllint: apt-get install libxml2-utils"; exit 1; }
+	@/usr/bin/python3 -c 'import jsonschema' 2>/dev/null || \
+		{ echo "make test needs /usr/bin/python3 with jsonschema: apt-get install python3-jsonschema"; exit 1; }
 
 # Unit tests of the safe core, and the C suite against the debug build
 # (cargo test alone does not refresh target/debug/libshmguard.so).

@@ -161,7 +161,7 @@ cd "$T/work" || exit 1
 plain_status=$?
 # ---- 2. Under shmguard run.
 "${IN_NS[@]}" "$T/guard" -- "$SHMGUARD" run --lib "$LIB" --log-dir "$T/logs" --fail-on-leak \
-    --json --output "$T/report.json" -- "${STRESS[@]}"
+    --json "$T/report.json" -- "${STRESS[@]}"
 guard_status=$?
 
 # ---- stress-ng's outcome, as key=value lines.

@@ -3,10 +3,14 @@
 //! System V shared-memory segments. See docs/cli.md.
 #![deny(unsafe_code)]
 
+mod ci;
 mod generate;
+mod junit;
 mod kernel;
+mod outfile;
 mod report;
 mod run;
+mod sarif;
 mod segments;
 mod table;
 
@@ -88,8 +92,12 @@ enum Command {
 /// has exited unseen (a heuristic: see docs/cli.md).
 ///
 /// The report goes to standard error (so it does not mix with CMD's
-/// output), or as one JSON object to standard output with --json; --output
-/// writes either to a file.
+/// output), or to a file with --output. Nothing of run's goes to standard
+/// output, which is CMD's alone: --json FILE, --junit FILE and --sarif FILE
+/// write the report as JSON, JUnit XML and SARIF 2.1.0 to files, any of
+/// them in one run. Each FILE is checked before CMD starts (exit 2 if it
+/// cannot be written), and written in full to a new file renamed over it
+/// (a symbolic link there is replaced, not followed).
 ///
 /// Exit status: CMD's; if signal N killed CMD, shmguard reports, then dies
 /// of signal N itself (a shell sees 128+N); 1 with --fail-on-leak when the
@@ -104,7 +112,8 @@ enum Command {
     after_help = "Examples:\n  \
     shmguard run -- ./server --port 8080\n  \
     shmguard run --fail-on-leak --log-dir logs -- make check\n  \
-    shmguard run --json --options policy=strict -- ./client | jq .summary"
+    shmguard run --json r.json --junit r.xml --sarif r.sarif -- make check\n  \
+    shmguard run --json r.json --options policy=strict -- ./client && jq .summary r.json"
 )]
 struct RunCmd {
     /// Write the audit logs to DIR
@@ -129,9 +138,25 @@ struct RunCmd {
     #[arg(long, verbatim_doc_comment)]
     fail_on_leak: bool,
 
-    /// Print the report as one JSON object on standard output
-    #[arg(long)]
-    json: bool,
+    /// Write the report as JSON to FILE (pretty-printed)
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// Write the report as JUnit XML to FILE
+    ///
+    /// One test case per logged process, a failure per leak and per policy
+    /// finding, and a test case for segments found only through the
+    /// kernel's table (Jenkins, GitLab and other CI servers read it).
+    #[arg(long, value_name = "FILE", verbatim_doc_comment)]
+    junit: Option<PathBuf>,
+
+    /// Write the report as SARIF 2.1.0 to FILE
+    ///
+    /// A result per leak, note and policy finding, located at the call
+    /// stack's first source line when there is one (--options stacks=1,
+    /// programs built with -g), for code-scanning views.
+    #[arg(long, value_name = "FILE", verbatim_doc_comment)]
+    sarif: Option<PathBuf>,
 
     /// More SHMGUARD_OPTIONS for the tree
     ///
@@ -149,9 +174,9 @@ struct RunCmd {
     #[arg(long, value_name = "PATH", verbatim_doc_comment)]
     lib: Option<PathBuf>,
 
-    /// Write the report to FILE
+    /// Write the text report to FILE
     ///
-    /// Instead of standard error (text) or standard output (--json).
+    /// Instead of standard error.
     #[arg(short, long, value_name = "FILE", verbatim_doc_comment)]
     output: Option<PathBuf>,
 
@@ -198,22 +223,36 @@ struct RunCmd {
 /// their last complete event; lines that do not parse are skipped with a
 /// warning.
 ///
+/// With --json the report is printed as JSON instead of text;
+/// --junit FILE and --sarif FILE write it as JUnit XML and SARIF 2.1.0 to
+/// files too (checked first, written as run writes them).
+///
 /// Exit status: 0; 1 when LOGDIR cannot be read, or with --fail-on-leak
-/// when the logs show a leak; 2 for bad usage, or with --fail-on-leak when
-/// no log was read (nothing to judge is no pass).
+/// when the logs show a leak; 2 for bad usage (also a FILE that cannot be
+/// written), or with --fail-on-leak when no log was read (nothing to judge
+/// is no pass).
 #[derive(Args)]
 #[command(
     verbatim_doc_comment,
-    after_help = "Example:\n  shmguard report /tmp/shmguard.Ab12Cd --json | jq '.leaked_segments[].shmid'"
+    after_help = "Examples:\n  shmguard report /tmp/shmguard.Ab12Cd --json | jq '.leaked_segments[].shmid'\n  \
+    shmguard report /tmp/shmguard.Ab12Cd --junit r.xml --sarif r.sarif"
 )]
 struct ReportCmd {
     /// The directory of logs (or one log file)
     #[arg(value_name = "LOGDIR")]
     log_dir: PathBuf,
 
-    /// Print the report as one JSON object
+    /// Print the report as JSON (pretty-printed) instead of text
     #[arg(long)]
     json: bool,
+
+    /// Write the report as JUnit XML to FILE
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+
+    /// Write the report as SARIF 2.1.0 to FILE
+    #[arg(long, value_name = "FILE")]
+    sarif: Option<PathBuf>,
 
     /// Exit with status 1 when the logs show a leak
     #[arg(long)]
@@ -239,19 +278,19 @@ struct ReportCmd {
 #[derive(Args)]
 #[command(
     verbatim_doc_comment,
-    after_help = "Examples:\n  shmguard ls --human\n  shmguard ls --orphans --json | jq '.[].shmid'"
+    after_help = "Examples:\n  shmguard ls --human\n  shmguard ls --orphans --json | jq '.segments[].shmid'"
 )]
 struct LsCmd {
     /// Only orphans: no process attached, creator gone, not marked
     #[arg(long)]
     orphans: bool,
 
-    /// Print a JSON array of objects
+    /// Print JSON: {"schema": "shmguard-ls/1", "segments": [...]}
     ///
-    /// Fields: key, shmid, owner, uid, gid, cuid, cgid, mode, size, nattch,
-    /// cpid, lpid, creator_command, creator_alive, creator (alive, gone,
-    /// unknown), creator_unknown (why, or null), dest, locked, ctime, age,
-    /// orphan.
+    /// Pretty-printed; each segment is an object with the fields key,
+    /// shmid, owner, uid, gid, cuid, cgid, mode, size, nattch, cpid, lpid,
+    /// creator_command, creator_alive, creator (alive, gone, unknown),
+    /// creator_unknown (why, or null), dest, locked, ctime, age, orphan.
     #[arg(long, verbatim_doc_comment)]
     json: bool,
 
@@ -298,6 +337,19 @@ struct CleanCmd {
 
 fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
     let dir = cmd.log_dir;
+    let junit = cmd
+        .junit
+        .as_deref()
+        .map(|p| outfile::check(p, "--junit"))
+        .transpose()?;
+    let sarif = cmd
+        .sarif
+        .as_deref()
+        .map(|p| outfile::check(p, "--sarif"))
+        .transpose()?;
+    if let (Some(j), Some(s)) = (&junit, &sarif) {
+        outfile::check_distinct(&[("--junit", j), ("--sarif", s)])?;
+    }
     let logs = logs::read(&dir).map_err(|e| {
         Failure::new(
             1,
@@ -342,6 +394,12 @@ fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
         KernelView::Now(&rows, kernel::ipc_namespace()),
         &|cpid, ctime| clock.creator_alive(cpid, ctime),
     );
+    if let Some(f) = &junit {
+        f.write(junit::render(&report).as_bytes())?;
+    }
+    if let Some(f) = &sarif {
+        f.write(sarif::render(&report).as_bytes())?;
+    }
     if cmd.json {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| Failure::new(1, e.to_string()))?;
@@ -376,6 +434,8 @@ fn main() -> ExitCode {
             log_dir: c.log_dir,
             fail_on_leak: c.fail_on_leak,
             json: c.json,
+            junit: c.junit,
+            sarif: c.sarif,
             options: c.options,
             lib: c.lib,
             output: c.output,

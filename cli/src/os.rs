@@ -208,6 +208,23 @@ pub fn shm_rmid(shmid: i32) -> io::Result<()> {
     }
 }
 
+/// Clears `O_NONBLOCK` on an open file (a FIFO or device opened without
+/// blocking, to be written to as usual).
+pub fn set_blocking(file: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL on a descriptor the File owns; plain flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Dies of `signal` as the command did, so that our parent sees the same
 /// death (a shell's loop stops on Ctrl-C): no core file, the default
 /// action, the signal unblocked, then raised. Returns only if that did not

@@ -16,6 +16,7 @@ use crate::Failure;
 use crate::kernel::{self, Clock};
 use crate::logs;
 use crate::os::{self, SignalSet};
+use crate::outfile::{self, OutFile};
 use crate::report::{self, KernelView, Reaped, RunInfo, Tree};
 
 /// Signals passed on to the tree instead of ending shmguard.
@@ -32,7 +33,10 @@ const FORWARDED: [i32; 6] = [
 pub struct RunArgs {
     pub log_dir: Option<PathBuf>,
     pub fail_on_leak: bool,
-    pub json: bool,
+    /// `--json FILE`, `--junit FILE`, `--sarif FILE`.
+    pub json: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    pub sarif: Option<PathBuf>,
     pub options: Option<String>,
     pub lib: Option<PathBuf>,
     pub output: Option<PathBuf>,
@@ -507,10 +511,41 @@ struct State {
     cmd_reaped: bool,
 }
 
+/// The files `run` writes its report to, checked before anything is done.
+struct Outputs {
+    text: Option<OutFile>,
+    json: Option<OutFile>,
+    junit: Option<OutFile>,
+    sarif: Option<OutFile>,
+}
+
+fn check_outputs(args: &RunArgs) -> Result<Outputs, Failure> {
+    let check =
+        |path: &Option<PathBuf>, flag| path.as_deref().map(|p| outfile::check(p, flag)).transpose();
+    let out = Outputs {
+        text: check(&args.output, "--output")?,
+        json: check(&args.json, "--json")?,
+        junit: check(&args.junit, "--junit")?,
+        sarif: check(&args.sarif, "--sarif")?,
+    };
+    let named: Vec<(&str, &OutFile)> = [
+        ("--output", &out.text),
+        ("--json", &out.json),
+        ("--junit", &out.junit),
+        ("--sarif", &out.sarif),
+    ]
+    .into_iter()
+    .filter_map(|(flag, f)| f.as_ref().map(|f| (flag, f)))
+    .collect();
+    outfile::check_distinct(&named)?;
+    Ok(out)
+}
+
 /// `shmguard run`.
 pub fn run(args: RunArgs) -> Result<i32, Failure> {
     // Everything that can be refused is checked before a directory is made.
     check_options(args.options.as_deref())?;
+    let outputs = check_outputs(&args)?;
     let lib = find_library(args.lib.as_deref())?;
     let preload = preload_for_tree(&lib)?;
     let dir = prepare_log_dir(args.log_dir.as_deref())?;
@@ -700,21 +735,33 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         exit_status,
     });
 
-    let text = if args.json {
-        let mut s =
-            serde_json::to_string_pretty(&report).map_err(|e| Failure::new(125, e.to_string()))?;
-        s.push('\n');
-        s
-    } else {
-        render_text(&report, args.fail_on_leak)
-    };
-    let written = match &args.output {
-        Some(path) => fs::write(path, text.as_bytes()),
-        None if args.json => io::stdout().write_all(text.as_bytes()),
-        None => io::stderr().write_all(text.as_bytes()),
-    };
-    if let Err(e) = written {
-        return Err(Failure::new(125, format!("cannot write the report: {e}")));
+    // The text report to standard error (or --output); the other forms
+    // only ever to files: standard output is the command's.
+    let text = render_text(&report, args.fail_on_leak);
+    let mut failed = None;
+    match &outputs.text {
+        Some(f) => failed = f.write(text.as_bytes()).err(),
+        None => {
+            if let Err(e) = io::stderr().write_all(text.as_bytes()) {
+                failed = Some(Failure::new(125, format!("cannot write the report: {e}")));
+            }
+        }
+    }
+    type Render = fn(&report::Report) -> String;
+    let forms: [(&Option<OutFile>, Render); 3] = [
+        (&outputs.json, report_json),
+        (&outputs.junit, crate::junit::render),
+        (&outputs.sarif, crate::sarif::render),
+    ];
+    for (file, render) in forms {
+        if let Some(f) = file {
+            if let Err(e) = f.write(render(&report).as_bytes()) {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     if let Some(signal) = exit.signal() {
         // As `env`, `time` and `timeout --foreground` do: our parent sees
@@ -724,6 +771,16 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         os::die_of(signal);
     }
     Ok(exit_status)
+}
+
+/// The report as JSON, pretty-printed, with a final newline.
+fn report_json(r: &report::Report) -> String {
+    let mut text = serde_json::to_string_pretty(r).unwrap_or_else(|e| {
+        // Serialising plain structs of strings and numbers cannot fail.
+        serde_json::json!({ "error": e.to_string() }).to_string()
+    });
+    text.push('\n');
+    text
 }
 
 /// `run`'s text: the command and how it ended, where the logs are, then

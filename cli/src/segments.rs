@@ -11,6 +11,9 @@ use crate::logs::printable;
 use crate::os;
 use crate::table::{self, exact_duration, human_age, human_size};
 
+/// The `schema` of `ls --json`'s document.
+pub const LS_SCHEMA: &str = "shmguard-ls/1";
+
 /// One segment, as `ls` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Entry {
@@ -152,9 +155,10 @@ pub fn ls(orphans: bool, json: bool, human: bool) -> Result<i32, Failure> {
         .filter(|e| !orphans || e.orphan)
         .collect();
     if json {
+        let doc = serde_json::json!({ "schema": LS_SCHEMA, "segments": list });
         println!(
             "{}",
-            serde_json::to_string_pretty(&list).map_err(|e| Failure::new(1, e.to_string()))?
+            serde_json::to_string_pretty(&doc).map_err(|e| Failure::new(1, e.to_string()))?
         );
         return Ok(0);
     }

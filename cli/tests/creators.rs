@@ -24,7 +24,10 @@ fn keep(segs: &mut Segments, cmd: &mut Command) -> (Running, i32) {
 
 fn entry(out: &Output, shmid: i32) -> Value {
     assert!(out.status.success(), "{}", show(out));
-    let list: Vec<Value> = serde_json::from_slice(&out.stdout)
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("ls --json: {e}\n{}", show(out)));
+    assert_eq!(doc["schema"], "shmguard-ls/1", "{}", show(out));
+    let list: Vec<Value> = serde_json::from_value(doc["segments"].clone())
         .unwrap_or_else(|e| panic!("ls --json: {e}\n{}", show(out)));
     list.into_iter()
         .find(|e| e["shmid"] == shmid)
@@ -183,7 +186,8 @@ echo "AFTER"
         .parse()
         .unwrap();
     let ls = text.lines().find_map(|l| l.strip_prefix("LS ")).unwrap();
-    let list: Vec<Value> = serde_json::from_str(ls).unwrap();
+    let doc: Value = serde_json::from_str(ls).unwrap();
+    let list = doc["segments"].as_array().unwrap();
     let e = list.iter().find(|e| e["shmid"] == id).unwrap();
     assert_eq!(e["creator"], "unknown", "{e}");
     assert_eq!(e["creator_unknown"], "pid-in-use", "{e}");

@@ -157,7 +157,13 @@ fn ls_and_clean_escape_command_names() {
     assert!(text.contains(r"\u{1b}[31m\nSUMMARY"), "{text}");
     let out = shmguard_cmd(&["ls", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
-    assert!(v.as_array().unwrap().iter().any(|e| e["shmid"] == id));
+    assert!(
+        v["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["shmid"] == id)
+    );
     let out = shmguard_cmd(&["clean", "--orphans"]);
     assert_clean_text(&String::from_utf8(out.stdout).unwrap(), "clean", 0);
     drop(running);

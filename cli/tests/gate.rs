@@ -223,7 +223,7 @@ fn a_run_that_logged_nothing_leaves_no_directory() {
     assert_eq!(entries(tmp.path()), Vec::<String>::new());
 
     let json = out_dir.path().join("r.json");
-    let out = run_in_tmp(tmp.path(), &["--json", "-o", s(&json), "--", "true"]);
+    let out = run_in_tmp(tmp.path(), &["--json", s(&json), "--", "true"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let r: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(r["log_dir"], Value::Null, "{r:#}");

@@ -154,7 +154,7 @@ fn a_process_that_switches_user_can_log_and_the_dir_is_sealed_after() {
     // run (root) runs a command that becomes nobody, as a server started
     // by root does.
     let out = Command::new(shmguard())
-        .args(["run", "--json", "--output"])
+        .args(["run", "--json"])
         .arg(&report_path)
         .arg("--lib")
         .arg(&lib)
@@ -199,7 +199,7 @@ fn logs_planted_by_another_user_are_ignored_and_moved_aside() {
     let log_dir = dir.path().join("logs");
     let report_path = dir.path().join("report.json");
     let mut child = Command::new(shmguard())
-        .args(["run", "--json", "--output"])
+        .args(["run", "--json"])
         .arg(&report_path)
         .arg("--lib")
         .arg(library())

@@ -24,7 +24,10 @@ fn ls_json(args: &[&str]) -> Vec<Value> {
     all.extend_from_slice(args);
     let out = shmguard_cmd(&all);
     assert!(out.status.success(), "{}", show(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("ls --json: {e}\n{}", show(&out)))
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("ls --json: {e}\n{}", show(&out)));
+    serde_json::from_value(doc["segments"].clone())
+        .unwrap_or_else(|e| panic!("ls --json: {e}\n{}", show(&out)))
 }
 
 fn find(list: &[Value], shmid: i32) -> Option<&Value> {

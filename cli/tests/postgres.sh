@@ -214,7 +214,7 @@ SERVER_PID=
 check "postgres without shmguard stops cleanly: $STATUS" test "$STATUS" = 0
 
 # ---- 2. initdb under shmguard (its bootstrap backends use shared memory).
-as_pg "$SHMGUARD" run --lib "$LIB" --log-dir "$T/initdb-logs" --fail-on-leak --json --output "$T/initdb-report.json" \
+as_pg "$SHMGUARD" run --lib "$LIB" --log-dir "$T/initdb-logs" --fail-on-leak --json "$T/initdb-report.json" \
     -- "$PGBIN/initdb" -D "$T/data" -A trust -U "$USER_PG" >"$T/data.initdb.log" 2>&1
 status=$?
 check "initdb under shmguard exits 0 (no leak)" test "$status" = 0 -- "$T/data.initdb.log" "$T/initdb-report.json"
@@ -226,8 +226,8 @@ configure "$T/data"
 # is started by root and the server switches to user postgres (setpriv),
 # as an init script does: the server's processes must still be able to
 # log into the directory run made (sticky, mode 1733 while the tree runs).
-"$SHMGUARD" run --lib "$LIB" --log-dir "$R/logs" --fail-on-leak --json \
-    --output "$T/report.json" -- "${AS_PG[@]}" "$PGBIN/postgres" -D "$T/data" >"$T/data.server.log" 2>&1 &
+"$SHMGUARD" run --lib "$LIB" --log-dir "$R/logs" --fail-on-leak \
+    --json "$T/report.json" -- "${AS_PG[@]}" "$PGBIN/postgres" -D "$T/data" >"$T/data.server.log" 2>&1 &
 SERVER_PID=$!
 check "postgres starts under shmguard" wait_ready -- "$T/data.server.log"
 check "workload under shmguard" workload data -- "$T/data.init.log" "$T/data.bench.log" "$T/data.timed.log" "$T/data.server.log"

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// One `shmguard run`, its report (from --json --output) and its logs.
+/// One `shmguard run`, its report (from --json FILE) and its logs.
 struct Run {
     out: Output,
     report: Value,
@@ -71,13 +71,13 @@ fn guard_report(segs: &mut Segments, report: &Value) {
     }
 }
 
-/// `shmguard run --json --output R --log-dir L --lib LIB [flags] -- cmd`.
+/// `shmguard run --json R --log-dir L --lib LIB [flags] -- cmd`.
 fn run(segs: &mut Segments, flags: &[&str], cmd: &[&str]) -> Run {
     let dir = Dir::new("run");
     let report_path = dir.path().join("report.json");
     let logs = dir.path().join("logs");
     let out = Command::new(shmguard())
-        .args(["run", "--json", "--output"])
+        .args(["run", "--json"])
         .arg(&report_path)
         .arg("--log-dir")
         .arg(&logs)
@@ -364,7 +364,7 @@ fn signals_are_passed_to_the_tree() {
     let report_path = dir.path().join("report.json");
     for (signal, number) in [("TERM", 15), ("INT", 2)] {
         let mut child = Command::new(shmguard())
-            .args(["run", "--json", "--output"])
+            .args(["run", "--json"])
             .arg(&report_path)
             .arg("--lib")
             .arg(library())
