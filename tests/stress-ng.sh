@@ -8,7 +8,7 @@
 # (unshare --ipc; without it, the machine's namespace, with a note), so the
 # kernel's segment table holds only that run's segments:
 #   plain     stress-ng alone: the reference
-#   shmguard  shmguard run --log-dir DIR --fail-on-leak -- stress-ng ...
+#   shmguard  shmguard run --log-dir DIR --fail-on-leak --per-process -- stress-ng ...
 # and checks: both exit 0 with stress-ng's success line and the same outcome
 # (same stressors dispatched, every instance ended cleanly, no failure line);
 # the audit logs exist, every line is JSON, and they hold shmget, shmat, shmdt
@@ -160,8 +160,9 @@ cd "$T/work" || exit 1
 "${IN_NS[@]}" "$T/plain" -- "${STRESS[@]}"
 plain_status=$?
 # ---- 2. Under shmguard run.
+# --per-process: the processes' own exit reports are checked below too.
 "${IN_NS[@]}" "$T/guard" -- "$SHMGUARD" run --lib "$LIB" --log-dir "$T/logs" --fail-on-leak \
-    --json "$T/report.json" -- "${STRESS[@]}"
+    --per-process --json "$T/report.json" -- "${STRESS[@]}"
 guard_status=$?
 
 # ---- stress-ng's outcome, as key=value lines.
