@@ -27,6 +27,9 @@
 #             itself (running itself again where it needs its own stderr or
 #             audit log), and a run passes if it exits 0 with nothing on
 #             stderr.
+# Every program links the helpers of check.c, compiled once per run with
+# the programs' flags (CFLAGS included) and put before -lshmguard on the
+# command line.
 # In the linked and preloaded modes SHMGUARD_EXPECT=1 is set and each program
 # verifies that shmget resolves to libshmguard (and to glibc in plain mode).
 # Before and after each program the table /proc/sysvipc/shm is read: a new
@@ -185,6 +188,23 @@ build() {
 
 linked_args=("-L$lib" -lshmguard "-Wl,-rpath,$lib")
 
+# The helpers, compiled once: check.c for every program. A helper that
+# does not compile is a failure of its own (and every program that needs it
+# fails to link).
+for helper in check; do
+    if ! build "$bin/$helper.o" "$log/$helper.compile" -c "$here/$helper.c"; then
+        echo "FAIL $helper.c: does not compile"
+        sed 's/^/    /' "$log/$helper.compile" | head -n 40
+        failed=$((failed + 1))
+    fi
+done
+
+# helper_objs NAME: sets the array objs to the helper objects program NAME
+# links (right after its source, before -lshmguard).
+helper_objs() {
+    objs=("$bin/check.o")
+}
+
 ctor_ok=0
 if build "$bin/lib_ctor.so" "$log/lib_ctor.compile" -shared -fPIC \
     -Wl,-soname,lib_ctor.so "$here/lib_ctor.c"; then
@@ -256,6 +276,7 @@ fi
 for src in "${diff_sources[@]}"; do
     name=$(basename "$src" .c)
     prog_extra "$name"
+    helper_objs "$name"
     built_plain=0
     built_linked=0
     if [ "$name" = t_ctor ] && [ "$ctor_ok" -eq 0 ]; then
@@ -265,13 +286,13 @@ for src in "${diff_sources[@]}"; do
         continue
     fi
     if want_mode plain || want_mode preloaded; then
-        if build "$bin/$name.plain" "$log/$name.plain.compile" "$src" "${extra[@]}"; then
+        if build "$bin/$name.plain" "$log/$name.plain.compile" "$src" "${objs[@]}" "${extra[@]}"; then
             built_plain=1
         fi
     fi
     if want_mode linked && [ "$have_lib" -eq 1 ]; then
-        if build "$bin/$name.linked" "$log/$name.linked.compile" "$src" "${linked_args[@]}" \
-            "${extra[@]}"; then
+        if build "$bin/$name.linked" "$log/$name.linked.compile" "$src" "${objs[@]}" \
+            "${linked_args[@]}" "${extra[@]}"; then
             built_linked=1
         fi
     fi
@@ -350,7 +371,9 @@ fi
 if [ "$suite" = test ] && want_mode linked && [ "$have_lib" -eq 1 ] &&
     ! skipped x_api linked; then
     base="$log/x_api.linked"
-    if build "$bin/x_api.linked" "$log/x_api.linked.compile" "$here/x_api.c" "${linked_args[@]}"; then
+    helper_objs x_api
+    if build "$bin/x_api.linked" "$log/x_api.linked.compile" "$here/x_api.c" "${objs[@]}" \
+        "${linked_args[@]}"; then
         run_one "$base" SHMGUARD_EXPECT=1 -- "$bin/x_api.linked"
         rc=$(cat "$base.rc")
         reason=""
@@ -488,10 +511,11 @@ raw_removed fork_inherit child_leak note leak_check_off unknown_option count man
 if [ "$suite" = test ] && [ -n "$x_modes" ]; then
     leak_built_plain=0
     leak_built_linked=0
-    if build "$bin/x_leak.plain" "$log/x_leak.plain.compile" "$here/x_leak.c"; then
+    helper_objs x_leak
+    if build "$bin/x_leak.plain" "$log/x_leak.plain.compile" "$here/x_leak.c" "${objs[@]}"; then
         leak_built_plain=1
     fi
-    if build "$bin/x_leak.linked" "$log/x_leak.linked.compile" "$here/x_leak.c" \
+    if build "$bin/x_leak.linked" "$log/x_leak.linked.compile" "$here/x_leak.c" "${objs[@]}" \
         "${linked_args[@]}"; then
         leak_built_linked=1
     fi
@@ -630,10 +654,12 @@ option_flags() {
 if [ -n "$x_modes" ]; then
     for prog in $option_programs; do
         option_flags "$prog"
-        if ! build "$bin/$prog.plain" "$log/$prog.plain.compile" "$here/$prog.c" "${oflags[@]}"; then
+        helper_objs "$prog"
+        if ! build "$bin/$prog.plain" "$log/$prog.plain.compile" "$here/$prog.c" "${objs[@]}" \
+            "${oflags[@]}"; then
             rm -f "$bin/$prog.plain"
         fi
-        if ! build "$bin/$prog.linked" "$log/$prog.linked.compile" "$here/$prog.c" \
+        if ! build "$bin/$prog.linked" "$log/$prog.linked.compile" "$here/$prog.c" "${objs[@]}" \
             "${linked_args[@]}" "${oflags[@]}"; then
             rm -f "$bin/$prog.linked"
         fi

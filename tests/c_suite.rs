@@ -18,6 +18,9 @@
 //!   checks itself (running itself again where it needs its own stderr or
 //!   audit log), and a run passes if it exits 0 with nothing on stderr.
 //!
+//! Every program links the helpers of `check.c`, compiled once per run
+//! with the programs' flags and put before `-lshmguard`.
+//!
 //! Every program runs with a timeout, one at a time (the table of segments
 //! in `/proc/sysvipc/shm` is compared before and after each: a new segment
 //! whose creator is gone is a leak, a failure, and is removed), in an IPC
@@ -211,6 +214,14 @@ fn stress_suite() -> bool {
         Ok("test") | Err(_) => false,
         Ok(other) => panic!("SHMGUARD_SUITE must be test or stress, not {other}"),
     }
+}
+
+/// The helpers every program links (`check.c`), as in `run.sh`.
+const HELPERS: &[&str] = &["check"];
+
+/// The helpers program `name` links.
+fn helpers_of(_name: &str) -> &'static [&'static str] {
+    HELPERS
 }
 
 /// Flags a program needs after the suite's own (x_stacks checks the
@@ -611,6 +622,32 @@ impl Suite {
         ]
     }
 
+    /// Compiles the helpers once (`bin/NAME.o`); one failure for each that
+    /// does not compile (the programs that need it then fail to link).
+    fn build_helpers(&mut self) {
+        let dir = self.c_tests();
+        for helper in HELPERS {
+            let obj = self.bin.join(format!("{helper}.o"));
+            let _ = fs::remove_file(&obj);
+            let args: Vec<OsString> = vec!["-c".into(), dir.join(format!("{helper}.c")).into()];
+            if let Err(e) = self.build(&obj, &args) {
+                let msg = format!("FAIL {helper}.c: does not compile\n{}", indent(&e));
+                print!("{msg}");
+                self.failures.push(msg);
+            }
+        }
+    }
+
+    /// `src`, then the helper objects program `name` links: the start of
+    /// its compiler arguments (before `-lshmguard`).
+    fn sources(&self, name: &str, src: OsString) -> Vec<OsString> {
+        let mut args = vec![src];
+        for helper in helpers_of(name) {
+            args.push(self.bin.join(format!("{helper}.o")).into());
+        }
+        args
+    }
+
     /// Compiles with the suite's flags; the compiler's output on failure.
     fn build(&self, output: &Path, args: &[OsString]) -> Result<(), String> {
         let mut cmd = self.compiler.to_command();
@@ -792,9 +829,9 @@ impl Suite {
             }
             let plain = self.bin.join(format!("{name}.plain"));
             let linked = self.bin.join(format!("{name}.linked"));
-            let mut plain_args = vec![src.clone()];
+            let mut plain_args = self.sources(&name, src.clone());
             plain_args.extend(extra.iter().cloned());
-            let mut linked_args = vec![src.clone()];
+            let mut linked_args = self.sources(&name, src.clone());
             linked_args.extend(self.linked_args());
             linked_args.extend(extra.iter().cloned());
             let plain_built = self.build(&plain, &plain_args);
@@ -862,7 +899,7 @@ impl Suite {
         // x_api: linked only (it calls the API directly).
         if modes.contains(&Mode::Linked) && !skipped("x_api", Mode::Linked) {
             let exe = self.bin.join("x_api.linked");
-            let mut args: Vec<OsString> = vec![dir.join("x_api.c").into()];
+            let mut args = self.sources("x_api", dir.join("x_api.c").into());
             args.extend(self.linked_args());
             match self.build(&exe, &args) {
                 Err(e) => self.fail("x_api", Mode::Linked, "does not compile", &indent(&e)),
@@ -891,8 +928,8 @@ impl Suite {
         let plain = self.bin.join("x_leak.plain");
         let linked = self.bin.join("x_leak.linked");
         let src: OsString = dir.join("x_leak.c").into();
-        let plain_built = self.build(&plain, std::slice::from_ref(&src));
-        let mut largs = vec![src];
+        let plain_built = self.build(&plain, &self.sources("x_leak", src.clone()));
+        let mut largs = self.sources("x_leak", src);
         largs.extend(self.linked_args());
         let linked_built = self.build(&linked, &largs);
         for &mode in &modes {
@@ -968,9 +1005,9 @@ impl Suite {
             let src: OsString = dir.join(format!("{program}.c")).into();
             let plain = self.bin.join(format!("{program}.plain"));
             let linked = self.bin.join(format!("{program}.linked"));
-            let mut pargs = vec![src.clone()];
+            let mut pargs = self.sources(program, src.clone());
             pargs.extend(option_flags(program));
-            let mut largs = vec![src];
+            let mut largs = self.sources(program, src);
             largs.extend(self.linked_args());
             largs.extend(option_flags(program));
             let plain_built = self.build(&plain, &pargs);
@@ -1046,6 +1083,7 @@ fn c_suite() {
         println!("note: no IPC namespace of its own: the suite shares the machine's");
     }
     let mut suite = Suite::new();
+    suite.build_helpers();
     if !stress_suite() {
         suite.differential();
         suite.extensions();
