@@ -9,8 +9,9 @@
 //! - `x_leak.c SCENARIO`: the leak report, linked and preloaded; stderr and
 //!   the exit status are checked here.
 //! - `x_policy.c`, `x_rules.c`, `x_help.c`, `x_guard.c`, `x_fault.c`, `x_stacks.c` (the options) and
-//!   `x_stress.c`, `x_hostile.c`, `x_log.c` (load, signals, fork/exec, hostile
-//!   environments, the audit log under attack), `x_priv.c` (privileged
+//!   `x_stress_churn.c`, `x_stress_threads.c`, `x_stress_signals.c`,
+//!   `x_stress_exec.c`, `x_hostile.c`, `x_log.c` (load, signals, fork/exec,
+//!   hostile environments, the audit log under attack), `x_priv.c` (privileged
 //!   processes, start-up races, escaped output), `x_safety.c` (how a
 //!   program dies, signal handlers, guard page budgets): one run per entry
 //!   of [`OPTION_RUNS`] (program, argument, `SHMGUARD_OPTIONS`), linked and
@@ -18,8 +19,9 @@
 //!   checks itself (running itself again where it needs its own stderr or
 //!   audit log), and a run passes if it exits 0 with nothing on stderr.
 //!
-//! Every program links the helpers of `check.c`, compiled once per run
-//! with the programs' flags and put before `-lshmguard`.
+//! Every program links the helpers of `check.c` (and `stress.c` for the
+//! `x_stress_*` programs), compiled once per run with the programs' flags
+//! and put before `-lshmguard`.
 //!
 //! Every program runs with a timeout, one at a time (the table of segments
 //! in `/proc/sysvipc/shm` is compared before and after each: a new segment
@@ -121,14 +123,14 @@ const OPTION_RUNS: &[(&str, &str, &str)] = &[
     ("x_fault", "invalid", ""),
     ("x_fault", "panic", ""),
     ("x_stacks", "", "stacks=1"),
-    ("x_stress", "churn", ""),
-    ("x_stress", "churn_log", ""),
-    ("x_stress", "signals", ""),
-    ("x_stress", "signals_log", ""),
-    ("x_stress", "signals_fork", ""),
-    ("x_stress", "exec_log", ""),
-    ("x_stress", "reuse+stacks", "stacks=1"),
-    ("x_stress", "fork_busy+stacks", "stacks=1"),
+    ("x_stress_churn", "churn", ""),
+    ("x_stress_churn", "churn_log", ""),
+    ("x_stress_signals", "signals", ""),
+    ("x_stress_signals", "signals_log", ""),
+    ("x_stress_signals", "signals_fork", ""),
+    ("x_stress_exec", "exec_log", ""),
+    ("x_stress_threads", "reuse+stacks", "stacks=1"),
+    ("x_stress_threads", "fork_busy+stacks", "stacks=1"),
     ("x_hostile", "late_calls", ""),
     ("x_hostile", "late_log", ""),
     ("x_hostile", "close_fds", ""),
@@ -167,18 +169,26 @@ const OPTION_RUNS: &[(&str, &str, &str)] = &[
 /// every stress scenario with the default options, the log, guard pages and
 /// call stacks.
 const STRESS_RUNS: &[(&str, &str, &str)] = &[
-    ("x_stress", "churn", ""),
-    ("x_stress", "churn_log", ""),
-    ("x_stress", "churn+guard", "guard_pages=1"),
-    ("x_stress", "churn+stacks", "stacks=1"),
-    ("x_stress", "signals", ""),
-    ("x_stress", "signals_log", ""),
-    ("x_stress", "signals+guard", "guard_pages=1"),
-    ("x_stress", "signals_fork", ""),
-    ("x_stress", "reuse", ""),
-    ("x_stress", "reuse+stacks", "stacks=1"),
-    ("x_stress", "fork_busy", ""),
-    ("x_stress", "fork_busy+stacks", "stacks=1"),
+    ("x_stress_churn", "churn", ""),
+    ("x_stress_churn", "churn_log", ""),
+    ("x_stress_churn", "churn+guard", "guard_pages=1"),
+    ("x_stress_churn", "churn+stacks", "stacks=1"),
+    ("x_stress_signals", "signals", ""),
+    ("x_stress_signals", "signals_log", ""),
+    ("x_stress_signals", "signals+guard", "guard_pages=1"),
+    ("x_stress_signals", "signals_fork", ""),
+    ("x_stress_threads", "reuse", ""),
+    ("x_stress_threads", "reuse+stacks", "stacks=1"),
+    ("x_stress_threads", "fork_busy", ""),
+    ("x_stress_threads", "fork_busy+stacks", "stacks=1"),
+];
+
+/// The stress programs (`SHMGUARD_SUITE=stress` builds only these).
+const STRESS_PROGRAMS: &[&str] = &[
+    "x_stress_churn",
+    "x_stress_threads",
+    "x_stress_signals",
+    "x_stress_exec",
 ];
 
 /// The option programs, in the order they are built.
@@ -189,7 +199,10 @@ const OPTION_PROGRAMS: &[&str] = &[
     "x_guard",
     "x_fault",
     "x_stacks",
-    "x_stress",
+    "x_stress_churn",
+    "x_stress_threads",
+    "x_stress_signals",
+    "x_stress_exec",
     "x_hostile",
     "x_priv",
     "x_log",
@@ -216,12 +229,17 @@ fn stress_suite() -> bool {
     }
 }
 
-/// The helpers every program links (`check.c`), as in `run.sh`.
-const HELPERS: &[&str] = &["check"];
+/// The helpers every program links (`check.c`), and `stress.c` for the
+/// `x_stress_*` programs, as in `run.sh`.
+const HELPERS: &[&str] = &["check", "stress"];
 
 /// The helpers program `name` links.
-fn helpers_of(_name: &str) -> &'static [&'static str] {
-    HELPERS
+fn helpers_of(name: &str) -> &'static [&'static str] {
+    if name.starts_with("x_stress_") {
+        HELPERS
+    } else {
+        &HELPERS[..1]
+    }
 }
 
 /// Flags a program needs after the suite's own (x_stacks checks the
@@ -996,7 +1014,7 @@ impl Suite {
         }
         let dir = self.c_tests();
         let (programs, runs) = if stress_suite() {
-            (&["x_stress"][..], STRESS_RUNS)
+            (STRESS_PROGRAMS, STRESS_RUNS)
         } else {
             (OPTION_PROGRAMS, OPTION_RUNS)
         };
