@@ -19,8 +19,9 @@
 #   x_policy.c, x_rules.c, x_help.c, x_guard.c, x_fault.c, x_stacks.c,
 #   x_guardstack.c
 #             the options, and
-#   x_stress.c, x_hostile.c, x_log.c  load, signals, fork/exec, hostile
-#             environments, the audit log under attack,
+#   x_stress_churn.c, x_stress_threads.c, x_stress_signals.c,
+#   x_stress_exec.c, x_hostile.c, x_log.c  load, signals, fork/exec,
+#             hostile environments, the audit log under attack,
 #   x_priv.c  privileged processes, start-up races, escaped output:
 #   x_safety.c  how a program dies, signal handlers, guard page budgets:
 #             one run per line of $option_runs (program, argument,
@@ -28,6 +29,9 @@
 #             itself (running itself again where it needs its own stderr or
 #             audit log), and a run passes if it exits 0 with nothing on
 #             stderr.
+# Every program links the helpers of check.c (stress.c too for the
+# x_stress_* programs), compiled once per run with the programs' flags
+# (CFLAGS included) and put before -lshmguard on the command line.
 # In the linked and preloaded modes SHMGUARD_EXPECT=1 is set and each program
 # verifies that shmget resolves to libshmguard (and to glibc in plain mode).
 # Before and after each program the table /proc/sysvipc/shm is read: a new
@@ -186,6 +190,26 @@ build() {
 
 linked_args=("-L$lib" -lshmguard "-Wl,-rpath,$lib")
 
+# The helpers, compiled once: check.c for every program, stress.c for the
+# x_stress_* programs. A helper that does not compile is a failure of its
+# own (and every program that needs it fails to link).
+for helper in check stress; do
+    if ! build "$bin/$helper.o" "$log/$helper.compile" -c "$here/$helper.c"; then
+        echo "FAIL $helper.c: does not compile"
+        sed 's/^/    /' "$log/$helper.compile" | head -n 40
+        failed=$((failed + 1))
+    fi
+done
+
+# helper_objs NAME: sets the array objs to the helper objects program NAME
+# links (right after its source, before -lshmguard).
+helper_objs() {
+    objs=("$bin/check.o")
+    case "$1" in
+    x_stress_*) objs+=("$bin/stress.o") ;;
+    esac
+}
+
 ctor_ok=0
 if build "$bin/lib_ctor.so" "$log/lib_ctor.compile" -shared -fPIC \
     -Wl,-soname,lib_ctor.so "$here/lib_ctor.c"; then
@@ -257,6 +281,7 @@ fi
 for src in "${diff_sources[@]}"; do
     name=$(basename "$src" .c)
     prog_extra "$name"
+    helper_objs "$name"
     built_plain=0
     built_linked=0
     if [ "$name" = t_ctor ] && [ "$ctor_ok" -eq 0 ]; then
@@ -266,13 +291,13 @@ for src in "${diff_sources[@]}"; do
         continue
     fi
     if want_mode plain || want_mode preloaded; then
-        if build "$bin/$name.plain" "$log/$name.plain.compile" "$src" "${extra[@]}"; then
+        if build "$bin/$name.plain" "$log/$name.plain.compile" "$src" "${objs[@]}" "${extra[@]}"; then
             built_plain=1
         fi
     fi
     if want_mode linked && [ "$have_lib" -eq 1 ]; then
-        if build "$bin/$name.linked" "$log/$name.linked.compile" "$src" "${linked_args[@]}" \
-            "${extra[@]}"; then
+        if build "$bin/$name.linked" "$log/$name.linked.compile" "$src" "${objs[@]}" \
+            "${linked_args[@]}" "${extra[@]}"; then
             built_linked=1
         fi
     fi
@@ -331,8 +356,9 @@ want_mode linked && x_modes="linked"
 want_mode preloaded && x_modes="$x_modes preloaded"
 
 # The programs of the option runs (below), in the order they are built.
-option_programs="x_policy x_rules x_help x_guard x_fault x_stacks x_guardstack x_stress x_hostile x_priv x_log x_safety"
-[ "$suite" = stress ] && option_programs="x_stress"
+stress_programs="x_stress_churn x_stress_threads x_stress_signals x_stress_exec"
+option_programs="x_policy x_rules x_help x_guard x_fault x_stacks x_guardstack $stress_programs x_hostile x_priv x_log x_safety"
+[ "$suite" = stress ] && option_programs=$stress_programs
 
 if [ -n "$x_modes" ] && [ "$have_lib" -eq 0 ]; then
     for mode in $x_modes; do
@@ -351,7 +377,9 @@ fi
 if [ "$suite" = test ] && want_mode linked && [ "$have_lib" -eq 1 ] &&
     ! skipped x_api linked; then
     base="$log/x_api.linked"
-    if build "$bin/x_api.linked" "$log/x_api.linked.compile" "$here/x_api.c" "${linked_args[@]}"; then
+    helper_objs x_api
+    if build "$bin/x_api.linked" "$log/x_api.linked.compile" "$here/x_api.c" "${objs[@]}" \
+        "${linked_args[@]}"; then
         run_one "$base" SHMGUARD_EXPECT=1 -- "$bin/x_api.linked"
         rc=$(cat "$base.rc")
         reason=""
@@ -489,10 +517,11 @@ raw_removed fork_inherit child_leak note leak_check_off unknown_option count man
 if [ "$suite" = test ] && [ -n "$x_modes" ]; then
     leak_built_plain=0
     leak_built_linked=0
-    if build "$bin/x_leak.plain" "$log/x_leak.plain.compile" "$here/x_leak.c"; then
+    helper_objs x_leak
+    if build "$bin/x_leak.plain" "$log/x_leak.plain.compile" "$here/x_leak.c" "${objs[@]}"; then
         leak_built_plain=1
     fi
-    if build "$bin/x_leak.linked" "$log/x_leak.linked.compile" "$here/x_leak.c" \
+    if build "$bin/x_leak.linked" "$log/x_leak.linked.compile" "$here/x_leak.c" "${objs[@]}" \
         "${linked_args[@]}"; then
         leak_built_linked=1
     fi
@@ -545,8 +574,9 @@ fi
 # ------------------------------------------------------ option programs
 
 # PROGRAM ARGUMENT SHMGUARD_OPTIONS, one run per line ("-": none). The run
-# is named PROGRAM:ARGUMENT (PROGRAM alone without an argument). x_stress
-# and x_hostile take SCENARIO+WORD as SCENARIO (the word names the options).
+# is named PROGRAM:ARGUMENT (PROGRAM alone without an argument). The
+# x_stress_* programs and x_hostile take SCENARIO+WORD as SCENARIO (the word
+# names the options).
 # Keep in step with OPTION_RUNS and STRESS_RUNS in tests/c_suite.rs.
 option_runs="x_policy strict policy=strict
 x_policy audit -
@@ -563,14 +593,14 @@ x_fault invalid -
 x_fault panic -
 x_stacks - stacks=1
 x_guardstack - guard_pages=1:stacks=1
-x_stress churn -
-x_stress churn_log -
-x_stress signals -
-x_stress signals_log -
-x_stress signals_fork -
-x_stress exec_log -
-x_stress reuse+stacks stacks=1
-x_stress fork_busy+stacks stacks=1
+x_stress_churn churn -
+x_stress_churn churn_log -
+x_stress_signals signals -
+x_stress_signals signals_log -
+x_stress_signals signals_fork -
+x_stress_exec exec_log -
+x_stress_threads reuse+stacks stacks=1
+x_stress_threads fork_busy+stacks stacks=1
 x_hostile late_calls -
 x_hostile late_log -
 x_hostile close_fds -
@@ -606,18 +636,18 @@ x_safety raw_fork -"
 
 # The long runs (SHMGUARD_SUITE=stress): every stress scenario with the
 # default options, the log, guard pages and call stacks.
-stress_runs="x_stress churn -
-x_stress churn_log -
-x_stress churn+guard guard_pages=1
-x_stress churn+stacks stacks=1
-x_stress signals -
-x_stress signals_log -
-x_stress signals+guard guard_pages=1
-x_stress signals_fork -
-x_stress reuse -
-x_stress reuse+stacks stacks=1
-x_stress fork_busy -
-x_stress fork_busy+stacks stacks=1"
+stress_runs="x_stress_churn churn -
+x_stress_churn churn_log -
+x_stress_churn churn+guard guard_pages=1
+x_stress_churn churn+stacks stacks=1
+x_stress_signals signals -
+x_stress_signals signals_log -
+x_stress_signals signals+guard guard_pages=1
+x_stress_signals signals_fork -
+x_stress_threads reuse -
+x_stress_threads reuse+stacks stacks=1
+x_stress_threads fork_busy -
+x_stress_threads fork_busy+stacks stacks=1"
 [ "$suite" = stress ] && option_runs=$stress_runs
 
 # option_flags PROGRAM: sets the array oflags to the flags PROGRAM needs
@@ -632,10 +662,12 @@ option_flags() {
 if [ -n "$x_modes" ]; then
     for prog in $option_programs; do
         option_flags "$prog"
-        if ! build "$bin/$prog.plain" "$log/$prog.plain.compile" "$here/$prog.c" "${oflags[@]}"; then
+        helper_objs "$prog"
+        if ! build "$bin/$prog.plain" "$log/$prog.plain.compile" "$here/$prog.c" "${objs[@]}" \
+            "${oflags[@]}"; then
             rm -f "$bin/$prog.plain"
         fi
-        if ! build "$bin/$prog.linked" "$log/$prog.linked.compile" "$here/$prog.c" \
+        if ! build "$bin/$prog.linked" "$log/$prog.linked.compile" "$here/$prog.c" "${objs[@]}" \
             "${linked_args[@]}" "${oflags[@]}"; then
             rm -f "$bin/$prog.linked"
         fi

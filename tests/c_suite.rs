@@ -9,14 +9,19 @@
 //! - `x_leak.c SCENARIO`: the leak report, linked and preloaded; stderr and
 //!   the exit status are checked here.
 //! - `x_policy.c`, `x_rules.c`, `x_help.c`, `x_guard.c`, `x_fault.c`, `x_stacks.c` (the options) and
-//!   `x_stress.c`, `x_hostile.c`, `x_log.c` (load, signals, fork/exec, hostile
-//!   environments, the audit log under attack), `x_priv.c` (privileged
+//!   `x_stress_churn.c`, `x_stress_threads.c`, `x_stress_signals.c`,
+//!   `x_stress_exec.c`, `x_hostile.c`, `x_log.c` (load, signals, fork/exec,
+//!   hostile environments, the audit log under attack), `x_priv.c` (privileged
 //!   processes, start-up races, escaped output), `x_safety.c` (how a
 //!   program dies, signal handlers, guard page budgets): one run per entry
 //!   of [`OPTION_RUNS`] (program, argument, `SHMGUARD_OPTIONS`), linked and
 //!   preloaded; each program
 //!   checks itself (running itself again where it needs its own stderr or
 //!   audit log), and a run passes if it exits 0 with nothing on stderr.
+//!
+//! Every program links the helpers of `check.c` (and `stress.c` for the
+//! `x_stress_*` programs), compiled once per run with the programs' flags
+//! and put before `-lshmguard`.
 //!
 //! Every program runs with a timeout, one at a time (the table of segments
 //! in `/proc/sysvipc/shm` is compared before and after each: a new segment
@@ -119,14 +124,14 @@ const OPTION_RUNS: &[(&str, &str, &str)] = &[
     ("x_fault", "panic", ""),
     ("x_stacks", "", "stacks=1"),
     ("x_guardstack", "", "guard_pages=1:stacks=1"),
-    ("x_stress", "churn", ""),
-    ("x_stress", "churn_log", ""),
-    ("x_stress", "signals", ""),
-    ("x_stress", "signals_log", ""),
-    ("x_stress", "signals_fork", ""),
-    ("x_stress", "exec_log", ""),
-    ("x_stress", "reuse+stacks", "stacks=1"),
-    ("x_stress", "fork_busy+stacks", "stacks=1"),
+    ("x_stress_churn", "churn", ""),
+    ("x_stress_churn", "churn_log", ""),
+    ("x_stress_signals", "signals", ""),
+    ("x_stress_signals", "signals_log", ""),
+    ("x_stress_signals", "signals_fork", ""),
+    ("x_stress_exec", "exec_log", ""),
+    ("x_stress_threads", "reuse+stacks", "stacks=1"),
+    ("x_stress_threads", "fork_busy+stacks", "stacks=1"),
     ("x_hostile", "late_calls", ""),
     ("x_hostile", "late_log", ""),
     ("x_hostile", "close_fds", ""),
@@ -165,18 +170,26 @@ const OPTION_RUNS: &[(&str, &str, &str)] = &[
 /// every stress scenario with the default options, the log, guard pages and
 /// call stacks.
 const STRESS_RUNS: &[(&str, &str, &str)] = &[
-    ("x_stress", "churn", ""),
-    ("x_stress", "churn_log", ""),
-    ("x_stress", "churn+guard", "guard_pages=1"),
-    ("x_stress", "churn+stacks", "stacks=1"),
-    ("x_stress", "signals", ""),
-    ("x_stress", "signals_log", ""),
-    ("x_stress", "signals+guard", "guard_pages=1"),
-    ("x_stress", "signals_fork", ""),
-    ("x_stress", "reuse", ""),
-    ("x_stress", "reuse+stacks", "stacks=1"),
-    ("x_stress", "fork_busy", ""),
-    ("x_stress", "fork_busy+stacks", "stacks=1"),
+    ("x_stress_churn", "churn", ""),
+    ("x_stress_churn", "churn_log", ""),
+    ("x_stress_churn", "churn+guard", "guard_pages=1"),
+    ("x_stress_churn", "churn+stacks", "stacks=1"),
+    ("x_stress_signals", "signals", ""),
+    ("x_stress_signals", "signals_log", ""),
+    ("x_stress_signals", "signals+guard", "guard_pages=1"),
+    ("x_stress_signals", "signals_fork", ""),
+    ("x_stress_threads", "reuse", ""),
+    ("x_stress_threads", "reuse+stacks", "stacks=1"),
+    ("x_stress_threads", "fork_busy", ""),
+    ("x_stress_threads", "fork_busy+stacks", "stacks=1"),
+];
+
+/// The stress programs (`SHMGUARD_SUITE=stress` builds only these).
+const STRESS_PROGRAMS: &[&str] = &[
+    "x_stress_churn",
+    "x_stress_threads",
+    "x_stress_signals",
+    "x_stress_exec",
 ];
 
 /// The option programs, in the order they are built.
@@ -188,7 +201,10 @@ const OPTION_PROGRAMS: &[&str] = &[
     "x_fault",
     "x_stacks",
     "x_guardstack",
-    "x_stress",
+    "x_stress_churn",
+    "x_stress_threads",
+    "x_stress_signals",
+    "x_stress_exec",
     "x_hostile",
     "x_priv",
     "x_log",
@@ -212,6 +228,19 @@ fn stress_suite() -> bool {
         Ok("stress") => true,
         Ok("test") | Err(_) => false,
         Ok(other) => panic!("SHMGUARD_SUITE must be test or stress, not {other}"),
+    }
+}
+
+/// The helpers every program links (`check.c`), and `stress.c` for the
+/// `x_stress_*` programs, as in `run.sh`.
+const HELPERS: &[&str] = &["check", "stress"];
+
+/// The helpers program `name` links.
+fn helpers_of(name: &str) -> &'static [&'static str] {
+    if name.starts_with("x_stress_") {
+        HELPERS
+    } else {
+        &HELPERS[..1]
     }
 }
 
@@ -613,6 +642,32 @@ impl Suite {
         ]
     }
 
+    /// Compiles the helpers once (`bin/NAME.o`); one failure for each that
+    /// does not compile (the programs that need it then fail to link).
+    fn build_helpers(&mut self) {
+        let dir = self.c_tests();
+        for helper in HELPERS {
+            let obj = self.bin.join(format!("{helper}.o"));
+            let _ = fs::remove_file(&obj);
+            let args: Vec<OsString> = vec!["-c".into(), dir.join(format!("{helper}.c")).into()];
+            if let Err(e) = self.build(&obj, &args) {
+                let msg = format!("FAIL {helper}.c: does not compile\n{}", indent(&e));
+                print!("{msg}");
+                self.failures.push(msg);
+            }
+        }
+    }
+
+    /// `src`, then the helper objects program `name` links: the start of
+    /// its compiler arguments (before `-lshmguard`).
+    fn sources(&self, name: &str, src: OsString) -> Vec<OsString> {
+        let mut args = vec![src];
+        for helper in helpers_of(name) {
+            args.push(self.bin.join(format!("{helper}.o")).into());
+        }
+        args
+    }
+
     /// Compiles with the suite's flags; the compiler's output on failure.
     fn build(&self, output: &Path, args: &[OsString]) -> Result<(), String> {
         let mut cmd = self.compiler.to_command();
@@ -794,9 +849,9 @@ impl Suite {
             }
             let plain = self.bin.join(format!("{name}.plain"));
             let linked = self.bin.join(format!("{name}.linked"));
-            let mut plain_args = vec![src.clone()];
+            let mut plain_args = self.sources(&name, src.clone());
             plain_args.extend(extra.iter().cloned());
-            let mut linked_args = vec![src.clone()];
+            let mut linked_args = self.sources(&name, src.clone());
             linked_args.extend(self.linked_args());
             linked_args.extend(extra.iter().cloned());
             let plain_built = self.build(&plain, &plain_args);
@@ -864,7 +919,7 @@ impl Suite {
         // x_api: linked only (it calls the API directly).
         if modes.contains(&Mode::Linked) && !skipped("x_api", Mode::Linked) {
             let exe = self.bin.join("x_api.linked");
-            let mut args: Vec<OsString> = vec![dir.join("x_api.c").into()];
+            let mut args = self.sources("x_api", dir.join("x_api.c").into());
             args.extend(self.linked_args());
             match self.build(&exe, &args) {
                 Err(e) => self.fail("x_api", Mode::Linked, "does not compile", &indent(&e)),
@@ -893,8 +948,8 @@ impl Suite {
         let plain = self.bin.join("x_leak.plain");
         let linked = self.bin.join("x_leak.linked");
         let src: OsString = dir.join("x_leak.c").into();
-        let plain_built = self.build(&plain, std::slice::from_ref(&src));
-        let mut largs = vec![src];
+        let plain_built = self.build(&plain, &self.sources("x_leak", src.clone()));
+        let mut largs = self.sources("x_leak", src);
         largs.extend(self.linked_args());
         let linked_built = self.build(&linked, &largs);
         for &mode in &modes {
@@ -961,7 +1016,7 @@ impl Suite {
         }
         let dir = self.c_tests();
         let (programs, runs) = if stress_suite() {
-            (&["x_stress"][..], STRESS_RUNS)
+            (STRESS_PROGRAMS, STRESS_RUNS)
         } else {
             (OPTION_PROGRAMS, OPTION_RUNS)
         };
@@ -970,9 +1025,9 @@ impl Suite {
             let src: OsString = dir.join(format!("{program}.c")).into();
             let plain = self.bin.join(format!("{program}.plain"));
             let linked = self.bin.join(format!("{program}.linked"));
-            let mut pargs = vec![src.clone()];
+            let mut pargs = self.sources(program, src.clone());
             pargs.extend(option_flags(program));
-            let mut largs = vec![src];
+            let mut largs = self.sources(program, src);
             largs.extend(self.linked_args());
             largs.extend(option_flags(program));
             let plain_built = self.build(&plain, &pargs);
@@ -1048,6 +1103,7 @@ fn c_suite() {
         println!("note: no IPC namespace of its own: the suite shares the machine's");
     }
     let mut suite = Suite::new();
+    suite.build_helpers();
     if !stress_suite() {
         suite.differential();
         suite.extensions();
