@@ -384,6 +384,7 @@ pub fn finding(
     call: &str,
     refused: bool,
     suppressed: bool,
+    key: Option<i32>,
     detail: &Sentence,
     stack: &[String],
 ) {
@@ -401,6 +402,11 @@ pub fn finding(
     } else {
         b"\",\"refused\":false"
     });
+    if let Some(key) = key {
+        o.raw(b",\"key\":\"");
+        o.hex(u64::from(key as u32), 8);
+        o.raw(b"\"");
+    }
     if suppressed {
         o.raw(b",\"suppressed\":true");
     }

@@ -68,7 +68,9 @@ fn judge(call: impl FnOnce() -> Call<'static>, findings: &policy::Findings) -> R
     let stack = fail_open(Vec::new(), stacks::here);
     // Suppressions silence the report of a finding, never its refusal.
     let active = fail_open(None, suppress::active).filter(|a| a.rules.has_findings());
-    let key = active.and_then(|_| match &call {
+    // The segment's key, for the log and for suppressions (a finding is
+    // rare: one `IPC_STAT` for a call that names a shmid is no cost).
+    let key = fail_open(None, || match &call {
         Call::Shmget { key, .. } => Some(*key),
         Call::Shmat { shmid, .. } | Call::Shmctl { shmid, .. } => {
             sys::shm_stat(*shmid).ok().map(|ds| ds.shm_perm.__key)
@@ -89,6 +91,7 @@ fn judge(call: impl FnOnce() -> Call<'static>, findings: &policy::Findings) -> R
                 call.name(),
                 strict,
                 suppressed,
+                key,
                 &finding.detail,
                 &stack,
             )

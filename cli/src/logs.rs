@@ -41,6 +41,12 @@ pub struct ExitItem {
     pub readonly: Option<bool>,
     #[serde(default)]
     pub others: Option<u64>,
+    /// Where it was created or attached (`stacks=1`): `func (file:line:col)`.
+    #[serde(default)]
+    pub stack: Vec<String>,
+    /// The process's own `suppressions=FILE` suppressed it.
+    #[serde(default)]
+    pub suppressed: bool,
 }
 
 /// A string, borrowed from the line unless it has escapes.
@@ -298,6 +304,12 @@ struct RawEvent<'a> {
     leak_count: Option<u64>,
     #[serde(default)]
     truncated: Option<bool>,
+    #[serde(default)]
+    stack: Option<Vec<String>>,
+    #[serde(default, borrow)]
+    key: Option<Text<'a>>,
+    #[serde(default)]
+    suppressed: Option<bool>,
 }
 
 /// A segment a `shmget` of the log created.
@@ -343,6 +355,12 @@ pub struct Finding {
     pub call: String,
     pub refused: bool,
     pub detail: String,
+    /// The key of the segment the call named, when the log says.
+    pub key: Option<String>,
+    /// The call's stack (`stacks=1`).
+    pub stack: Vec<String>,
+    /// The process's own `suppressions=FILE` suppressed it.
+    pub suppressed: bool,
 }
 
 /// The `exit` event.
@@ -934,6 +952,9 @@ fn apply(p: &mut ProcessLog, attached: &mut HashSet<u64>, e: RawEvent<'_>) {
             call: owned(e.call).unwrap_or_default(),
             refused: e.refused.unwrap_or(false),
             detail: owned(e.detail).unwrap_or_default(),
+            key: owned(e.key),
+            stack: e.stack.unwrap_or_default(),
+            suppressed: e.suppressed.unwrap_or(false),
         }),
         "exit" => {
             p.exit = Some(Exit {

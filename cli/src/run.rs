@@ -17,6 +17,7 @@ use crate::kernel::{self, Clock};
 use crate::logs;
 use crate::os::{self, SignalSet};
 use crate::report::{self, KernelView, Reaped, RunInfo, Tree};
+use crate::suppressions;
 
 /// Signals passed on to the tree instead of ending shmguard.
 const FORWARDED: [i32; 6] = [
@@ -32,6 +33,8 @@ const FORWARDED: [i32; 6] = [
 pub struct RunArgs {
     pub log_dir: Option<PathBuf>,
     pub fail_on_leak: bool,
+    pub fail_on_finding: bool,
+    pub suppressions: Option<PathBuf>,
     pub json: bool,
     pub options: Option<String>,
     pub lib: Option<PathBuf>,
@@ -413,9 +416,18 @@ fn check_options(extra: Option<&str>) -> Result<(), Failure> {
 
 /// `SHMGUARD_OPTIONS` for the tree: the caller's own, then our `log_path`,
 /// then `--options` (later keys win).
-fn options_for_tree(log_dir: &Path, extra: Option<&str>) -> Result<OsString, Failure> {
+fn options_for_tree(
+    log_dir: &Path,
+    suppressions: Option<&str>,
+    extra: Option<&str>,
+) -> Result<OsString, Failure> {
     check_options(extra)?;
     let mut parts: Vec<OsString> = Vec::new();
+    // First, so that a suppressions= of the caller's SHMGUARD_OPTIONS or
+    // of --options, which come later, wins in the tree.
+    if let Some(path) = suppressions {
+        parts.push(format!("suppressions={path}").into());
+    }
     if let Some(own) = std::env::var_os("SHMGUARD_OPTIONS").filter(|v| !v.is_empty()) {
         parts.push(own);
     }
@@ -463,12 +475,22 @@ struct State {
 pub fn run(args: RunArgs) -> Result<i32, Failure> {
     // Everything that can be refused is checked before a directory is made.
     check_options(args.options.as_deref())?;
+    // Read once, before the command starts: a bad file is refused here.
+    let rules = match &args.suppressions {
+        Some(path) => Some((suppressions::read(path)?, suppressions::for_tree(path)?)),
+        None => None,
+    };
     let lib = find_library(args.lib.as_deref())?;
     let preload = preload_for_tree(&lib)?;
     let dir = prepare_log_dir(args.log_dir.as_deref())?;
     let log_dir = dir.path.clone();
     let temp_dir = dir.temp;
-    let options = options_for_tree(&log_dir, args.options.as_deref())?;
+    let options = options_for_tree(
+        &log_dir,
+        rules.as_ref().map(|(_, path)| path.as_str()),
+        args.options.as_deref(),
+    )?;
+    let rules = rules.map(|(rules, _)| rules);
     let mut warnings = Vec::new();
 
     let before = kernel::segments().unwrap_or_else(|e| {
@@ -611,11 +633,19 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let kept = !dir.temp || fs::remove_dir(&log_dir).is_err();
     logs.warnings.splice(0..0, warnings);
     let clock = Clock::read();
+    let suppressed_findings = suppressions::take_findings(&mut logs, rules.as_ref());
     let mut report = report::analyze(
         &logs,
         &log_dir.display().to_string(),
         KernelView::Run(&tree),
         &|cpid, ctime| clock.creator_alive(cpid, ctime),
+    );
+    suppressions::apply(
+        &mut report,
+        &logs,
+        rules.as_ref(),
+        suppressed_findings,
+        &[&tree.after, &tree.before],
     );
     if !kept {
         report.log_dir = None;
@@ -630,7 +660,8 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     };
     // A command killed by a signal: run dies of it too, after the report
     // (what the shell then sees is 128+N).
-    let exit_status = if exit.signal().is_none() && args.fail_on_leak && report.leaked() {
+    let failed = (args.fail_on_leak && report.leaked()) || (args.fail_on_finding && report.found());
+    let exit_status = if exit.signal().is_none() && failed {
         1
     } else {
         cmd_exit
@@ -653,7 +684,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         s.push('\n');
         s
     } else {
-        render_text(&report, args.fail_on_leak)
+        render_text(&report, args.fail_on_leak, args.fail_on_finding)
     };
     let written = match &args.output {
         Some(path) => fs::write(path, text.as_bytes()),
@@ -673,7 +704,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     Ok(exit_status)
 }
 
-fn render_text(r: &report::Report, fail_on_leak: bool) -> String {
+fn render_text(r: &report::Report, fail_on_leak: bool, fail_on_finding: bool) -> String {
     let prefix = "shmguard: ";
     let mut out = String::new();
     if let Some(run) = &r.run {
@@ -694,6 +725,11 @@ fn render_text(r: &report::Report, fail_on_leak: bool) -> String {
     if fail_on_leak && r.leaked() {
         out.push_str(&format!(
             "{prefix}exit status 1: the tree leaked (--fail-on-leak)\n"
+        ));
+    }
+    if fail_on_finding && r.found() {
+        out.push_str(&format!(
+            "{prefix}exit status 1: the tree had policy findings (--fail-on-finding)\n"
         ));
     }
     out
@@ -761,13 +797,17 @@ mod tests {
     #[test]
     fn options_keep_the_callers_and_refuse_log_path() {
         let dir = Path::new("/tmp/x");
-        let o = options_for_tree(dir, Some("verbosity=1:policy=strict")).unwrap();
+        let o = options_for_tree(dir, None, Some("verbosity=1:policy=strict")).unwrap();
         let o = o.to_string_lossy();
         assert!(
             o.contains("log_path=/tmp/x/shmguard.%p.jsonl:verbosity=1:policy=strict"),
             "{o}"
         );
-        assert!(options_for_tree(dir, Some("verbosity=1:log_path=/x")).is_err());
+        assert!(options_for_tree(dir, None, Some("verbosity=1:log_path=/x")).is_err());
+        let o = options_for_tree(dir, Some("/s.supp"), Some("stacks=1")).unwrap();
+        let o = o.to_string_lossy();
+        assert!(o.starts_with("suppressions=/s.supp:"), "{o}");
+        assert!(o.ends_with(":stacks=1"), "{o}");
     }
 
     #[test]
