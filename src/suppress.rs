@@ -7,9 +7,10 @@
 //! substring match, where `*` stands for any run of characters, a leading
 //! `^` anchors at the start and a `$` anchors at the end. A PATTERN matches
 //! an item when it matches any of: the key in hex (`0x5eed0001`), the
-//! creating command (its command line, its `argv[0]`, the base name of
-//! `argv[0]`, its executable), or a frame of the creation stack (the whole
-//! frame `func (file:line:col)`, the function alone, or the file alone).
+//! creating command (its `argv[0]`, the base name of `argv[0]`, or its
+//! executable; not its arguments), or a frame of the creation stack (the
+//! whole frame `func (file:line:col)`, the function alone, or the file
+//! alone).
 #![forbid(unsafe_code)]
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -198,11 +199,10 @@ fn matches_pattern(pattern: Option<&str>, subject: &Subject<'_>) -> bool {
             return true;
         }
     }
+    // The program, not its arguments (an argument may hold anything,
+    // a key included).
     if let Some(first) = subject.argv.first() {
         if m(first) || m(first.rsplit('/').next().unwrap_or(first)) {
-            return true;
-        }
-        if subject.argv.len() > 1 && m(&subject.argv.join(" ")) {
             return true;
         }
     }
@@ -501,6 +501,16 @@ mod tests {
             ..none
         };
         assert_eq!(s.leak(&by_command).map(|s| s.line), Some(2));
+        // Arguments are not the command: an argument that holds a key
+        // does not make the process's items that key's.
+        let with_key = ["./tool".to_owned(), "0x5eed0001".to_owned()];
+        assert!(
+            s.leak(&Subject {
+                argv: &with_key,
+                ..none
+            })
+            .is_none()
+        );
         let stack = [
             "make_table (/src/t.c:3:1)".to_owned(),
             "main (/src/t.c:9:5)".to_owned(),
