@@ -42,15 +42,17 @@ fn supphelper() -> PathBuf {
     .clone()
 }
 
-/// `shmguard run --lib LIB ARGS...`; the shmids the command printed go
-/// to `segs`.
-fn run(segs: &mut Segments, args: &[&str]) -> Output {
+/// `shmguard run --lib LIB ARGS...` with `TMPDIR` set to the test's own
+/// directory (a log directory `run` keeps goes there, and is removed with
+/// it); the shmids the command printed go to `segs`.
+fn run(segs: &mut Segments, tmp: &Path, args: &[&str]) -> Output {
     let out = Command::new(shmguard())
         .arg("run")
         .arg("--lib")
         .arg(library())
         .args(args)
         .env_remove("SHMGUARD_OPTIONS")
+        .env("TMPDIR", tmp)
         .stdin(Stdio::null())
         .output()
         .expect("run shmguard");
@@ -118,6 +120,7 @@ fn leaks_are_suppressed_by_frame_key_and_command() {
     let logs = d.join("logs-frame");
     let out = run(
         &mut segs,
+        d,
         &[
             "--suppressions",
             s(&by_frame),
@@ -177,6 +180,7 @@ fn leaks_are_suppressed_by_frame_key_and_command() {
     let by_key = write(d, "key.supp", "leak:0x5eed0001\n");
     let out = run(
         &mut segs,
+        d,
         &["--suppressions", s(&by_key), "--", s(&helper), "leaks"],
     );
     let err = stderr(&out);
@@ -190,6 +194,7 @@ fn leaks_are_suppressed_by_frame_key_and_command() {
     let by_command = write(d, "command.supp", "leak:^supphelper$\n");
     let out = run(
         &mut segs,
+        d,
         &[
             "--suppressions",
             s(&by_command),
@@ -222,6 +227,7 @@ fn findings_are_suppressed_by_rule_and_pattern_and_fail_the_gate() {
     let logs = d.join("logs");
     let out = run(
         &mut segs,
+        d,
         &[
             "--fail-on-finding",
             "--log-dir",
@@ -240,7 +246,7 @@ fn findings_are_suppressed_by_rule_and_pattern_and_fail_the_gate() {
         "{err}"
     );
     // Without the flag, the command's status.
-    let out = run(&mut segs, &["--", s(&helper), "wide", "0x4321"]);
+    let out = run(&mut segs, d, &["--", s(&helper), "wide", "0x4321"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(!stderr(&out).contains("--fail-on-finding"));
 
@@ -248,6 +254,7 @@ fn findings_are_suppressed_by_rule_and_pattern_and_fail_the_gate() {
     let rule = write(d, "rule.supp", "finding:wide-mode\n");
     let out = run(
         &mut segs,
+        d,
         &[
             "--fail-on-finding",
             "--suppressions",
@@ -275,6 +282,7 @@ fn findings_are_suppressed_by_rule_and_pattern_and_fail_the_gate() {
     );
     let out = run(
         &mut segs,
+        d,
         &[
             "--fail-on-finding",
             "--fail-on-leak",
@@ -293,6 +301,7 @@ fn findings_are_suppressed_by_rule_and_pattern_and_fail_the_gate() {
     // The tree's own policy lines (verbosity=1) left them out as well.
     let out = run(
         &mut segs,
+        d,
         &[
             "--suppressions",
             s(&both),
@@ -312,6 +321,7 @@ fn findings_are_suppressed_by_rule_and_pattern_and_fail_the_gate() {
     let unmatched = write(d, "none.supp", "finding:wide-mode:^no_such_function$\n");
     let out = run(
         &mut segs,
+        d,
         &[
             "--fail-on-finding",
             "--suppressions",
@@ -397,7 +407,7 @@ fn bad_suppression_files_are_refused_before_the_command_starts() {
         let mut args = vec!["--suppressions", s(&file)];
         args.extend_from_slice(&touch);
         let started = std::time::Instant::now();
-        let out = run(&mut segs, &args);
+        let out = run(&mut segs, d, &args);
         assert!(started.elapsed().as_secs() < 20, "{file:?} took too long");
         assert_eq!(out.status.code(), Some(2), "{file:?}: {}", show(&out));
         let err = stderr(&out);
