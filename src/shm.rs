@@ -666,22 +666,25 @@ fn findings_inside() -> Vec<Finding> {
 /// (all `false` without suppressions).
 fn suppressed(findings: &[Finding]) -> Vec<bool> {
     let mut mask = Vec::new();
-    if mask.try_reserve(findings.len()).is_err() {
-        return Vec::new();
+    if findings.is_empty() {
+        return mask;
     }
-    let active = fail_open(None, suppress::active).filter(|a| a.rules.has_leaks());
+    let Some(active) = fail_open(None, suppress::active).filter(|a| a.rules.has_leaks()) else {
+        return mask;
+    };
+    if mask.try_reserve(findings.len()).is_err() {
+        return mask;
+    }
     for f in findings {
-        let hit = active.is_some_and(|a| {
-            fail_open(false, || {
-                let key = match *f {
-                    Finding::Segment { key, .. } | Finding::Note { key, .. } => Some(key),
-                    Finding::Attachment { shmid, .. } => {
-                        leak::Kernel::stat(&LiveKernel, shmid).map(|s| s.key)
-                    }
-                };
-                let stack = stacks::frames(leak::stack_owner(f));
-                a.rules.leak(&a.subject(key, &stack)).is_some()
-            })
+        let hit = fail_open(false, || {
+            let key = match *f {
+                Finding::Segment { key, .. } | Finding::Note { key, .. } => Some(key),
+                Finding::Attachment { shmid, .. } => {
+                    leak::Kernel::stat(&LiveKernel, shmid).map(|s| s.key)
+                }
+            };
+            let stack = stacks::frames(leak::stack_owner(f));
+            active.rules.leak(&active.subject(key, &stack)).is_some()
         });
         mask.push(hit);
     }
