@@ -170,7 +170,7 @@ test-fuzz: build
 # inputs go to fuzz/parsers/corpus, crashes to fuzz/parsers/artifacts.
 # Installs cargo-fuzz when missing.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := options log_file
+FUZZ_TARGETS := options log_file suppressions
 fuzz-parsers:
 	$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
 	for t in $(FUZZ_TARGETS); do \

@@ -23,7 +23,8 @@
 #   x_stress_exec.c, x_hostile.c, x_log.c  load, signals, fork/exec,
 #             hostile environments, the audit log under attack,
 #   x_priv.c  privileged processes, start-up races, escaped output:
-#   x_safety.c  how a program dies, signal handlers, guard page budgets:
+#   x_safety.c  how a program dies, signal handlers, guard page budgets,
+#   x_suppress.c  suppressions=FILE (built with -O0 -g, as x_stacks.c):
 #             one run per line of $option_runs (program, argument,
 #             SHMGUARD_OPTIONS), linked and preloaded; each program checks
 #             itself (running itself again where it needs its own stderr or
@@ -357,7 +358,7 @@ want_mode preloaded && x_modes="$x_modes preloaded"
 
 # The programs of the option runs (below), in the order they are built.
 stress_programs="x_stress_churn x_stress_threads x_stress_signals x_stress_exec"
-option_programs="x_policy x_rules x_help x_guard x_fault x_stacks x_guardstack $stress_programs x_hostile x_priv x_log x_safety"
+option_programs="x_policy x_rules x_help x_guard x_fault x_stacks x_guardstack $stress_programs x_hostile x_priv x_log x_safety x_suppress"
 [ "$suite" = stress ] && option_programs=$stress_programs
 
 if [ -n "$x_modes" ] && [ "$have_lib" -eq 0 ]; then
@@ -632,7 +633,11 @@ x_safety segv_ign guard_pages=1
 x_safety ext_in_handler -
 x_safety guard_unmapped guard_pages=1
 x_safety guard_map_count guard_pages=1
-x_safety raw_fork -"
+x_safety raw_fork -
+x_suppress match -
+x_suppress command -
+x_suppress badline -
+x_suppress fifo -"
 
 # The long runs (SHMGUARD_SUITE=stress): every stress scenario with the
 # default options, the log, guard pages and call stacks.
@@ -654,7 +659,7 @@ x_stress_threads fork_busy+stacks stacks=1"
 # after the suite's own (x_stacks checks file:line of its frames).
 option_flags() {
     oflags=()
-    if [ "$1" = x_stacks ] || [ "$1" = x_guardstack ]; then
+    if [ "$1" = x_stacks ] || [ "$1" = x_guardstack ] || [ "$1" = x_suppress ]; then
         oflags=(-O0 -g)
     fi
 }

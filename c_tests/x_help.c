@@ -19,7 +19,7 @@ static const char *const options[][2] = {
     {"verbosity=", "default 0"},  {"log_path=", "default unset"},
     {"policy=", "default audit"}, {"guard_pages=", "default 0"},
     {"stacks=", "default 0"},     {"fault=", "default unset"},
-    {"help=", "default 0"},
+    {"help=", "default 0"},       {"suppressions=", "default unset"},
 };
 
 /* The child: one segment made, attached, detached and removed; under

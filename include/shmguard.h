@@ -133,7 +133,8 @@ int shmguard_copy_to(void *shmaddr, size_t off, const void *src, size_t len);
 int shmguard_copy_from(const void *shmaddr, size_t off, void *dst, size_t len);
 
 /*
- The number of leaks this process would report if it exited now.
+ The number of leaks this process would report if it exited now: those
+ that `suppressions=FILE` suppresses are not counted.
 
  Called from a signal handler that interrupted shmguard (any shmguard
  function) in the same thread, it returns `(size_t)-1` with errno
@@ -144,7 +145,8 @@ size_t shmguard_leak_count(void);
 
 /*
  Writes the leak report this process would print at exit to `fd` (always
- ending with its SUMMARY line) and returns the number of leaks.
+ ending with its SUMMARY line, which counts the suppressed items) and
+ returns the number of leaks that are not suppressed.
 
  Called from a signal handler that interrupted shmguard in the same
  thread, it writes nothing and returns -1 with errno `EAGAIN`. Not

@@ -379,7 +379,15 @@ pub fn call(call: &Call<'_>, outcome: Result<(Ret, Extra), (Errno, &Sentence)>) 
 }
 
 /// Logs a policy finding.
-pub fn finding(rule: &str, call: &str, refused: bool, detail: &Sentence, stack: &[String]) {
+pub fn finding(
+    rule: &str,
+    call: &str,
+    refused: bool,
+    suppressed: bool,
+    key: Option<i32>,
+    detail: &Sentence,
+    stack: &[String],
+) {
     let Some(who) = ready() else {
         return;
     };
@@ -394,6 +402,14 @@ pub fn finding(rule: &str, call: &str, refused: bool, detail: &Sentence, stack: 
     } else {
         b"\",\"refused\":false"
     });
+    if let Some(key) = key {
+        o.raw(b",\"key\":\"");
+        o.hex(u64::from(key as u32), 8);
+        o.raw(b"\"");
+    }
+    if suppressed {
+        o.raw(b",\"suppressed\":true");
+    }
     o.raw(b",\"detail\":");
     o.string(detail.as_str().as_bytes());
     write_stack(o, stack);
@@ -403,7 +419,7 @@ pub fn finding(rule: &str, call: &str, refused: bool, detail: &Sentence, stack: 
     }
 }
 
-fn write_finding(o: &mut Buf, f: &Finding) {
+fn write_finding(o: &mut Buf, f: &Finding, suppressed: bool) {
     match *f {
         Finding::Segment {
             shmid,
@@ -449,6 +465,9 @@ fn write_finding(o: &mut Buf, f: &Finding) {
         o.raw(b",\"others\":");
         o.dec(others);
     }
+    if suppressed {
+        o.raw(b",\"suppressed\":true");
+    }
     write_stack(o, &crate::stacks::frames(crate::leak::stack_owner(f)));
     o.raw(b"}");
 }
@@ -456,7 +475,7 @@ fn write_finding(o: &mut Buf, f: &Finding) {
 /// Logs the exit event with the leak check's findings, then closes the
 /// log (later events are dropped). Only a process whose own log is open
 /// writes one: never into a file its parent opened.
-pub fn exit(findings: &[Finding]) {
+pub fn exit(findings: &[Finding], suppressed: &[bool]) {
     if !enabled() {
         return;
     }
@@ -469,11 +488,16 @@ pub fn exit(findings: &[Finding]) {
     header(o, "exit", &who);
     for (name, leaks) in [(&b",\"leaks\":["[..], true), (&b"],\"notes\":["[..], false)] {
         o.raw(name);
-        for (i, f) in findings.iter().filter(|f| f.is_leak() == leaks).enumerate() {
-            if i > 0 {
+        let mut first = true;
+        for (i, f) in findings.iter().enumerate() {
+            if f.is_leak() != leaks {
+                continue;
+            }
+            if !first {
                 o.raw(b",");
             }
-            write_finding(o, f);
+            first = false;
+            write_finding(o, f, suppressed.get(i).copied().unwrap_or(false));
         }
     }
     o.raw(b"]}\n");
@@ -868,10 +892,26 @@ mod tests {
                 size: 10,
                 readonly: true,
             },
+            false,
         );
         assert_eq!(
             String::from_utf8(h.bytes().unwrap().to_vec()).unwrap(),
             "{\"kind\":\"attachment\",\"shmid\":1,\"addr\":\"0x7f00\",\"size\":10,\"readonly\":true}"
+        );
+        let mut h = Buf::new();
+        write_finding(
+            &mut h,
+            &Finding::Segment {
+                shmid: 2,
+                key: 0x5eed0001,
+                size: 10,
+                mode: 0o600,
+            },
+            true,
+        );
+        assert_eq!(
+            String::from_utf8(h.bytes().unwrap().to_vec()).unwrap(),
+            "{\"kind\":\"segment\",\"shmid\":2,\"key\":\"0x5eed0001\",\"size\":10,\"mode\":\"0600\",\"suppressed\":true}"
         );
     }
 }

@@ -276,7 +276,8 @@ pub unsafe extern "C" fn shmguard_copy_from(
     finish(saved, result, -1)
 }
 
-/// The number of leaks this process would report if it exited now.
+/// The number of leaks this process would report if it exited now: those
+/// that `suppressions=FILE` suppresses are not counted.
 ///
 /// Called from a signal handler that interrupted shmguard (any shmguard
 /// function) in the same thread, it returns `(size_t)-1` with errno
@@ -298,7 +299,8 @@ pub extern "C" fn shmguard_leak_count() -> size_t {
 }
 
 /// Writes the leak report this process would print at exit to `fd` (always
-/// ending with its SUMMARY line) and returns the number of leaks.
+/// ending with its SUMMARY line, which counts the suppressed items) and
+/// returns the number of leaks that are not suppressed.
 ///
 /// Called from a signal handler that interrupted shmguard in the same
 /// thread, it writes nothing and returns -1 with errno `EAGAIN`. Not

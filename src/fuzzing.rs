@@ -1,4 +1,5 @@
-//! The body of the `options` fuzz target (fuzz/parsers), kept here so that
+//! The bodies of the `options` and `suppressions` fuzz targets
+//! (fuzz/parsers), kept here so that
 //! the stable tests run it over the seed corpus too. Not part of the
 //! library's interface.
 #![forbid(unsafe_code)]
@@ -104,10 +105,74 @@ pub fn render(o: &Options) -> String {
         text.push_str(":fault=");
         text.push_str(&rules.join(","));
     }
+    if let Some(path) = &o.suppressions {
+        text.push_str(":suppressions=");
+        text.push_str(path);
+    }
     if o.help {
         text.push_str(":help=1");
     }
     text
+}
+
+/// A suppression file (`suppressions=FILE`, `--suppressions FILE`) may hold
+/// any bytes: parsing and matching must not panic; every error is one
+/// short line that names its line (`NAME:N: `, N a line of the text);
+/// every line gives at most one suppression or one error, and a line that
+/// gives neither is blank or a comment; and parsing twice gives the same.
+pub fn suppressions(data: &[u8]) {
+    use crate::suppress::{self, Subject};
+    let text = String::from_utf8_lossy(data);
+    let (parsed, errors) = suppress::parse(&text, "f");
+    assert_eq!(
+        suppress::parse(&text, "f"),
+        (parsed.clone(), errors.clone()),
+        "a second parse differs"
+    );
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut used = vec![false; lines.len() + 1];
+    for e in &errors {
+        check_warning(e);
+        let n: usize = e
+            .strip_prefix("f:")
+            .and_then(|rest| rest.split_once(": "))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or_else(|| panic!("an error without its line: {e:?}"));
+        assert!(n >= 1 && n <= lines.len() && !used[n], "{e:?}");
+        used[n] = true;
+    }
+    for item in &parsed.items {
+        assert!(item.line >= 1 && item.line <= lines.len() && !used[item.line]);
+        used[item.line] = true;
+    }
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_matches([' ', '\t', '\r']);
+        if !used[i + 1] {
+            assert!(
+                t.is_empty() || t.starts_with('#'),
+                "line {} gave nothing: {line:?}",
+                i + 1
+            );
+        }
+    }
+    // Matching: every pattern against pieces of the input itself.
+    let argv = [text.to_string()];
+    let stack = [lines.first().copied().unwrap_or_default().to_owned()];
+    let subject = Subject {
+        key: Some(0x5eed0001),
+        argv: &argv,
+        exe: lines.last().copied(),
+        stack: &stack,
+    };
+    let _ = parsed.leak(&subject);
+    for rule in suppress::RULES {
+        let _ = parsed.finding(rule, &subject);
+    }
+    for pattern in lines.iter().take(64) {
+        for s in lines.iter().take(64) {
+            let _ = suppress::template_match(pattern, s);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +207,29 @@ mod tests {
             "leak_check=1:leak_report=1:exitcode=0:verbosity=1:policy=strict:guard_pages=0:stacks=0\
              :log_path=/tmp/x.%p.jsonl:fault=shmget@2=ENOSPC,ftok@9=EACCES"
         );
+    }
+
+    /// Every seed of the `suppressions` fuzz target passes.
+    #[test]
+    fn suppression_seed_corpus() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/parsers/corpus-seeds/suppressions"
+        );
+        let mut seeds = 0;
+        for entry in std::fs::read_dir(dir).expect("the seed corpus") {
+            let path = entry.unwrap().path();
+            suppressions(&std::fs::read(&path).unwrap());
+            seeds += 1;
+        }
+        assert!(seeds >= 3, "{seeds} seeds in {dir}");
+    }
+
+    #[test]
+    fn render_keeps_suppressions() {
+        let (o, w) = options::parse(b"suppressions=/etc/shm.supp:help=1");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(options::parse(render(&o).as_bytes()), (o, Vec::new()));
     }
 
     #[test]

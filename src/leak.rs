@@ -316,10 +316,13 @@ pub fn stack_owner(f: &Finding) -> crate::stacks::Owner {
 
 /// Writes the report lines for `findings` through `emit`, ending with the
 /// SUMMARY line. `lost` is the number of records the registry could not
-/// keep (out of memory); `stack` gives a finding's call stack (`stacks=1`).
+/// keep (out of memory); `suppressed` the number of leaks and notes that
+/// `suppressions=FILE` left out (counted in the SUMMARY line); `stack`
+/// gives a finding's call stack (`stacks=1`).
 pub fn report(
     findings: &[Finding],
     lost: usize,
+    suppressed: usize,
     stack: impl Fn(&Finding) -> Vec<String>,
     mut emit: impl FnMut(Line),
 ) {
@@ -408,6 +411,9 @@ pub fn report(
     };
     if notes > 0 {
         let _ = write!(line, "; {notes} note{}", plural(notes));
+    }
+    if suppressed > 0 {
+        let _ = write!(line, "; {suppressed} suppressed");
     }
     emit(line);
 }
@@ -611,6 +617,7 @@ mod tests {
         report(
             &f,
             0,
+            2,
             |_| vec!["make_table (./t.c:3:1)".to_owned()],
             |l| {
                 let mut v = Vec::new();
@@ -638,6 +645,8 @@ mod tests {
         );
         assert!(lines[0].contains("leak: segment shmid=1 key=0x00000042 size=100 mode=0600"));
         assert!(lines[1].contains("leak: attachment shmid=1 addr=0x1000 size=100 read-only"));
-        assert!(lines[2].contains("SUMMARY: 2 leaks (1 segment holding 100 bytes, 1 attachment)"));
+        assert!(lines[2].contains(
+            "SUMMARY: 2 leaks (1 segment holding 100 bytes, 1 attachment); 2 suppressed\n"
+        ));
     }
 }

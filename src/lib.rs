@@ -66,6 +66,7 @@ mod runtime;
 mod shm;
 mod stacks;
 mod start;
+mod suppress;
 mod sys;
 
 /// What the `shmguard` command and the tests share with the library: the
@@ -74,6 +75,10 @@ mod sys;
 #[doc(hidden)]
 pub mod support {
     pub use crate::diagnose::{SegmentRow, parse_segments};
+    pub use crate::suppress::{
+        MAX_FILE as SUPPRESSIONS_MAX_FILE, Subject, Suppression, Suppressions, What,
+        load as load_suppressions, parse as parse_suppressions, template_match,
+    };
     pub use crate::sys::{Errno, shm_rmid};
 
     /// What the library's own parser says about `SHMGUARD_OPTIONS` text:

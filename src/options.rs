@@ -34,6 +34,8 @@ pub struct Options {
     pub fault: Vec<FaultRule>,
     /// `help=1`: print every option on stderr (the program goes on).
     pub help: bool,
+    /// The suppression file (`suppressions=FILE`), read at first need.
+    pub suppressions: Option<String>,
 }
 
 impl Options {
@@ -49,6 +51,7 @@ impl Options {
         stacks: false,
         fault: Vec::new(),
         help: false,
+        suppressions: None,
     };
 }
 
@@ -116,6 +119,12 @@ pub const DOCS: &[Doc] = &[
         values: "CALL@N=ERRNO[,...]",
         default: "unset",
         meaning: "the Nth call of CALL fails with ERRNO without reaching the kernel (CALL@N=panic: a self-test)",
+    },
+    Doc {
+        key: "suppressions",
+        values: "FILE",
+        default: "unset",
+        meaning: "leaks and policy findings not to report (leak:PATTERN, finding:RULE[:PATTERN] lines, as LSan's)",
     },
     Doc {
         key: "help",
@@ -284,6 +293,13 @@ pub fn parse(text: &[u8]) -> (Options, Vec<String>) {
                 Ok(rules) => options.fault = rules,
                 Err(why) => warnings.push(bad(&why)),
             },
+            "suppressions" => {
+                if value.is_empty() {
+                    warnings.push(bad("expected a file"));
+                } else {
+                    options.suppressions = Some(value.to_owned());
+                }
+            }
             "help" => match flag(value) {
                 Some(v) => options.help = v,
                 None => warnings.push(bad("expected 0 or 1")),
@@ -526,7 +542,7 @@ mod tests {
             assert!(line.contains(d.meaning), "{line}");
         }
         // Every key the canonical form has is documented.
-        let every = "leak_check=1:leak_report=1:exitcode=0:verbosity=0:policy=audit:guard_pages=0:stacks=0:log_path=x:fault=ftok@1=EIO:help=0";
+        let every = "leak_check=1:leak_report=1:exitcode=0:verbosity=0:policy=audit:guard_pages=0:stacks=0:log_path=x:fault=ftok@1=EIO:suppressions=x:help=0";
         for pair in every.split(':') {
             let key = pair.split_once('=').unwrap().0;
             assert!(DOCS.iter().any(|d| d.key == key), "{key} has no help");

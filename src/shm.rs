@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 use core::fmt;
+use std::borrow::Cow;
 
 use crate::audit::{self, Addr, Call, Extra, Ret};
 use crate::diagnose::{self, Key, Live};
@@ -22,6 +23,7 @@ use crate::registry::{Attachment, Created, GUARD_AFTER, GUARD_BEFORE, REGISTRY};
 use crate::runtime::{self, say};
 use crate::stacks;
 use crate::start;
+use crate::suppress;
 use crate::sys::{self, Errno, SHM_REMAP, UserPath};
 
 /// Traces (verbosity 2) and logs a successful call. `call` is built only
@@ -65,17 +67,37 @@ fn judge(call: impl FnOnce() -> Call<'static>, findings: &policy::Findings) -> R
     let call = call();
     let strict = runtime::strict();
     let stack = fail_open(Vec::new(), stacks::here);
+    // Suppressions silence the report of a finding, never its refusal.
+    let active = fail_open(None, suppress::active).filter(|a| a.rules.has_findings());
+    // The segment's key, for the log and for suppressions (a finding is
+    // rare: one `IPC_STAT` for a call that names a shmid is no cost).
+    let key = fail_open(None, || match &call {
+        Call::Shmget { key, .. } => Some(*key),
+        Call::Shmat { shmid, .. } | Call::Shmctl { shmid, .. } => {
+            sys::shm_stat(*shmid).ok().map(|ds| ds.shm_perm.__key)
+        }
+        _ => None,
+    });
     for finding in findings.iter() {
+        let suppressed = active.is_some_and(|a| {
+            fail_open(false, || {
+                a.rules
+                    .finding(finding.rule.name(), &a.subject(key, &stack))
+                    .is_some()
+            })
+        });
         fail_open((), || {
             audit::finding(
                 finding.rule.name(),
                 call.name(),
                 strict,
+                suppressed,
+                key,
                 &finding.detail,
                 &stack,
             )
         });
-        if !strict && runtime::verbosity() >= 1 {
+        if !strict && !suppressed && runtime::verbosity() >= 1 {
             say(format_args!(
                 "policy: {}: {}",
                 finding.rule.name(),
@@ -646,31 +668,82 @@ fn findings_inside() -> Vec<Finding> {
     })
 }
 
-/// `shmguard_leak_count`: `None` when this thread is already inside
-/// shmguard.
+/// Which of `findings` a `leak:` line of `suppressions=FILE` matches
+/// (all `false` without suppressions).
+fn suppressed(findings: &[Finding]) -> Vec<bool> {
+    let mut mask = Vec::new();
+    if findings.is_empty() {
+        return mask;
+    }
+    let Some(active) = fail_open(None, suppress::active).filter(|a| a.rules.has_leaks()) else {
+        return mask;
+    };
+    if mask.try_reserve(findings.len()).is_err() {
+        return mask;
+    }
+    for f in findings {
+        let hit = fail_open(false, || {
+            let key = match *f {
+                Finding::Segment { key, .. } | Finding::Note { key, .. } => Some(key),
+                Finding::Attachment { shmid, .. } => {
+                    leak::Kernel::stat(&LiveKernel, shmid).map(|s| s.key)
+                }
+            };
+            let stack = stacks::frames(leak::stack_owner(f));
+            active.rules.leak(&active.subject(key, &stack)).is_some()
+        });
+        mask.push(hit);
+    }
+    mask
+}
+
+/// `findings` without the suppressed ones, and how many those were.
+fn unsuppressed<'a>(findings: &'a [Finding], mask: &[bool]) -> (Cow<'a, [Finding]>, usize) {
+    if !mask.contains(&true) {
+        return (Cow::Borrowed(findings), 0);
+    }
+    let kept: Vec<Finding> = findings
+        .iter()
+        .zip(mask)
+        .filter(|(_, s)| !**s)
+        .map(|(f, _)| *f)
+        .collect();
+    let gone = findings.len() - kept.len();
+    (Cow::Owned(kept), gone)
+}
+
+/// `shmguard_leak_count`: the leaks not suppressed; `None` when this
+/// thread is already inside shmguard.
 pub fn leak_count() -> Option<usize> {
     let _inside = start::enter()?;
-    Some(leak::leak_count(&findings_inside()))
+    let findings = findings_inside();
+    let mask = suppressed(&findings);
+    Some(leak::leak_count(&unsuppressed(&findings, &mask).0))
 }
 
 /// `shmguard_leak_report`: the number of leaks written to `fd`, or `None`
 /// when this thread is already inside shmguard.
 pub fn leak_report(fd: i32) -> Option<usize> {
     let _inside = start::enter()?;
-    Some(write_report(fd, &findings_inside()))
+    let findings = findings_inside();
+    let mask = suppressed(&findings);
+    let (kept, gone) = unsuppressed(&findings, &mask);
+    Some(write_report(fd, &kept, gone))
 }
 
-/// Writes the leak report to `fd`; returns the number of leaks.
+/// Writes the leak report to `fd` (`suppressed`: how many items
+/// suppressions left out); returns the number of leaks.
 ///
 /// Lines go out in writes of up to 64 KiB of whole lines: a report of
 /// 60,000 leaks is a few dozen system calls, not 60,000.
-pub fn write_report(fd: i32, findings: &[Finding]) -> usize {
+pub fn write_report(fd: i32, findings: &[Finding], suppressed: usize) -> usize {
     const BATCH: usize = 64 << 10;
     fail_open((), || {
         let mut batch: Vec<u8> = Vec::new();
         leak::report(
             findings,
             REGISTRY.lost(),
+            suppressed,
             |f| stacks::frames(leak::stack_owner(f)),
             |mut line| {
                 let bytes = line.finish();
@@ -721,14 +794,17 @@ fn exit_check() -> Option<i32> {
         return None;
     }
     let findings = findings_inside();
-    let leaks = leak::leak_count(&findings);
+    let mask = suppressed(&findings);
+    let (kept, gone) = unsuppressed(&findings, &mask);
+    let leaks = leak::leak_count(&kept);
     // Leaks, and notes of segments left to other processes, are reported;
-    // a process that leaves nothing behind prints nothing. `leak_report=0`
-    // silences only the report: the exit event and `exitcode` stay.
-    if options.leak_check && options.leak_report && !findings.is_empty() {
-        write_report(2, &findings);
+    // a process that leaves nothing behind (or only what suppressions
+    // name) prints nothing. `leak_report=0` silences only the report: the
+    // exit event and `exitcode` stay.
+    if options.leak_check && options.leak_report && !kept.is_empty() {
+        write_report(2, &kept, gone);
     }
-    fail_open((), || audit::exit(&findings));
+    fail_open((), || audit::exit(&findings, &mask));
     (options.leak_check && leaks > 0 && options.exitcode != 0)
         .then_some(i32::from(options.exitcode))
 }

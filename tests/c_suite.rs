@@ -13,7 +13,8 @@
 //!   `x_stress_exec.c`, `x_hostile.c`, `x_log.c` (load, signals, fork/exec,
 //!   hostile environments, the audit log under attack), `x_priv.c` (privileged
 //!   processes, start-up races, escaped output), `x_safety.c` (how a
-//!   program dies, signal handlers, guard page budgets): one run per entry
+//!   program dies, signal handlers, guard page budgets), `x_suppress.c`
+//!   (`suppressions=FILE`): one run per entry
 //!   of [`OPTION_RUNS`] (program, argument, `SHMGUARD_OPTIONS`), linked and
 //!   preloaded; each program
 //!   checks itself (running itself again where it needs its own stderr or
@@ -164,6 +165,10 @@ const OPTION_RUNS: &[(&str, &str, &str)] = &[
     ("x_safety", "guard_unmapped", "guard_pages=1"),
     ("x_safety", "guard_map_count", "guard_pages=1"),
     ("x_safety", "raw_fork", ""),
+    ("x_suppress", "match", ""),
+    ("x_suppress", "command", ""),
+    ("x_suppress", "badline", ""),
+    ("x_suppress", "fifo", ""),
 ];
 
 /// The long runs (`SHMGUARD_SUITE=stress`), as in `run.sh`'s `stress_runs`:
@@ -209,6 +214,7 @@ const OPTION_PROGRAMS: &[&str] = &[
     "x_priv",
     "x_log",
     "x_safety",
+    "x_suppress",
 ];
 
 /// Whether `SHMGUARD_SKIP` names the run `name` (or its program); says so.
@@ -248,7 +254,7 @@ fn helpers_of(name: &str) -> &'static [&'static str] {
 /// file:line of its frames).
 fn option_flags(program: &str) -> Vec<OsString> {
     match program {
-        "x_stacks" | "x_guardstack" => vec!["-O0".into(), "-g".into()],
+        "x_stacks" | "x_guardstack" | "x_suppress" => vec!["-O0".into(), "-g".into()],
         _ => Vec::new(),
     }
 }

@@ -45,6 +45,9 @@ pub struct ExitItem {
     /// the caller's first.
     #[serde(default)]
     pub stack: Vec<String>,
+    /// The process's own `suppressions=FILE` suppressed it.
+    #[serde(default)]
+    pub suppressed: bool,
 }
 
 /// A string, borrowed from the line unless it has escapes.
@@ -304,6 +307,10 @@ struct RawEvent<'a> {
     truncated: Option<bool>,
     #[serde(default)]
     stack: Option<Vec<String>>,
+    #[serde(default, borrow)]
+    key: Option<Text<'a>>,
+    #[serde(default)]
+    suppressed: Option<bool>,
 }
 
 /// A segment a `shmget` of the log created.
@@ -349,8 +356,12 @@ pub struct Finding {
     pub call: String,
     pub refused: bool,
     pub detail: String,
-    /// The call's stack (`stacks=1`), the caller's first.
+    /// The key of the segment the call named, when the log says.
+    pub key: Option<String>,
+    /// The call's stack (`stacks=1`).
     pub stack: Vec<String>,
+    /// The process's own `suppressions=FILE` suppressed it.
+    pub suppressed: bool,
 }
 
 /// The `exit` event.
@@ -957,7 +968,9 @@ fn apply(p: &mut ProcessLog, attached: &mut HashSet<u64>, e: RawEvent<'_>) {
             call: owned(e.call).unwrap_or_default(),
             refused: e.refused.unwrap_or(false),
             detail: owned(e.detail).unwrap_or_default(),
+            key: owned(e.key),
             stack: e.stack.unwrap_or_default(),
+            suppressed: e.suppressed.unwrap_or(false),
         }),
         "exit" => {
             p.exit = Some(Exit {

@@ -12,6 +12,7 @@ mod report;
 mod run;
 mod sarif;
 mod segments;
+mod suppressions;
 mod table;
 
 use std::ffi::OsString;
@@ -101,8 +102,10 @@ enum Command {
 ///
 /// Exit status: CMD's; if signal N killed CMD, shmguard reports, then dies
 /// of signal N itself (a shell sees 128+N); 1 with --fail-on-leak when the
-/// tree leaked a segment or an attachment; 2 for bad usage (also an unsafe
-/// --log-dir, or --options the library would not apply); 125 when
+/// tree leaked a segment or an attachment, or with --fail-on-finding when
+/// the policy found something (neither suppressed); 2 for bad usage (also
+/// an unsafe --log-dir, --options the library would not apply, or a bad
+/// --suppressions file); 125 when
 /// shmguard itself fails; 126 when CMD cannot be run; 127 when it is not
 /// found.
 #[derive(Args)]
@@ -137,6 +140,27 @@ struct RunCmd {
     /// tree) do not count.
     #[arg(long, verbatim_doc_comment)]
     fail_on_leak: bool,
+
+    /// Exit with status 1 when the policy found something
+    ///
+    /// A policy finding (wide-mode, key-without-excl, key-squatting,
+    /// widening-ipc-set, shm-exec) that no suppression names fails the run
+    /// as a leak does under --fail-on-leak.
+    #[arg(long, verbatim_doc_comment)]
+    fail_on_finding: bool,
+
+    /// Leave out the leaks and findings FILE names
+    ///
+    /// LeakSanitizer's format: one leak:PATTERN, finding:RULE or
+    /// finding:RULE:PATTERN per line, # comments. PATTERN is a substring
+    /// where `*` matches anything and `^`, `$` anchor; it matches the key
+    /// in hex (0x5eed0001), the creating command, or a frame of the
+    /// creation stack (stacks=1). Read once, before CMD starts: a bad line is an
+    /// error (exit 2). Also passed to the tree as suppressions=FILE
+    /// (unless SHMGUARD_OPTIONS or --options set their own). The SUMMARY
+    /// counts what was suppressed.
+    #[arg(long, value_name = "FILE", verbatim_doc_comment)]
+    suppressions: Option<PathBuf>,
 
     /// Write the report as JSON to FILE (pretty-printed)
     #[arg(long, value_name = "FILE")]
@@ -228,9 +252,10 @@ struct RunCmd {
 /// files too (checked first, written as run writes them).
 ///
 /// Exit status: 0; 1 when LOGDIR cannot be read, or with --fail-on-leak
-/// when the logs show a leak; 2 for bad usage (also a FILE that cannot be
-/// written), or with --fail-on-leak when no log was read (nothing to judge
-/// is no pass).
+/// when the logs show a leak, or with --fail-on-finding a policy finding
+/// (neither suppressed); 2 for bad usage (a bad --suppressions file, or a
+/// FILE that cannot be written), or with --fail-on-leak or
+/// --fail-on-finding when no log was read (nothing to judge is no pass).
 #[derive(Args)]
 #[command(
     verbatim_doc_comment,
@@ -257,6 +282,21 @@ struct ReportCmd {
     /// Exit with status 1 when the logs show a leak
     #[arg(long)]
     fail_on_leak: bool,
+
+    /// Exit with status 1 when the logs show a policy finding
+    ///
+    /// One that no suppression names; with no log read, exit 2 (as
+    /// --fail-on-leak).
+    #[arg(long, verbatim_doc_comment)]
+    fail_on_finding: bool,
+
+    /// Leave out the leaks and findings FILE names
+    ///
+    /// The format of `shmguard run --suppressions` (LeakSanitizer's): a bad
+    /// line is an error (exit 2). Findings and leaks the processes' own
+    /// suppressions=FILE marked in the logs are left out too.
+    #[arg(long, value_name = "FILE", verbatim_doc_comment)]
+    suppressions: Option<PathBuf>,
 }
 
 /// List the kernel's shared-memory segments, with their creator
@@ -336,6 +376,11 @@ struct CleanCmd {
 }
 
 fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
+    let rules = cmd
+        .suppressions
+        .as_deref()
+        .map(suppressions::read)
+        .transpose()?;
     let dir = cmd.log_dir;
     let junit = cmd
         .junit
@@ -350,7 +395,13 @@ fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
     if let (Some(j), Some(s)) = (&junit, &sarif) {
         outfile::check_distinct(&[("--junit", j), ("--sarif", s)])?;
     }
-    let logs = logs::read(&dir).map_err(|e| {
+    let gate = match (cmd.fail_on_leak, cmd.fail_on_finding) {
+        (true, true) => "--fail-on-leak and --fail-on-finding",
+        (true, false) => "--fail-on-leak",
+        (false, true) => "--fail-on-finding",
+        (false, false) => "",
+    };
+    let mut logs = logs::read(&dir).map_err(|e| {
         Failure::new(
             1,
             format!(
@@ -359,7 +410,7 @@ fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
             ),
         )
     })?;
-    if cmd.fail_on_leak && logs.processes.is_empty() {
+    if !gate.is_empty() && logs.processes.is_empty() {
         // A gate must not pass on nothing: logs that went elsewhere, or
         // that were all ignored, would look like a clean run.
         for w in &logs.warnings {
@@ -368,7 +419,7 @@ fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
         return Err(Failure::new(
             2,
             format!(
-                "--fail-on-leak: no log read in {} ({}), so there is nothing to judge; \
+                "{gate}: no log read in {} ({}), so there is nothing to judge; \
                  check where log_path sent the logs",
                 logs::printable(&dir.display().to_string()),
                 if logs.warnings.is_empty() {
@@ -388,11 +439,19 @@ fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
     }
     let rows = kernel::segments().unwrap_or_default();
     let clock = Clock::read();
-    let report = report::analyze(
+    let suppressed_findings = suppressions::take_findings(&mut logs, rules.as_ref());
+    let mut report = report::analyze(
         &logs,
         &dir.display().to_string(),
         KernelView::Now(&rows, kernel::ipc_namespace()),
         &|cpid, ctime| clock.creator_alive(cpid, ctime),
+    );
+    suppressions::apply(
+        &mut report,
+        &logs,
+        rules.as_ref(),
+        suppressed_findings,
+        &[&rows],
     );
     if let Some(f) = &junit {
         f.write(junit::render(&report).as_bytes())?;
@@ -414,11 +473,13 @@ fn report_cmd(cmd: ReportCmd) -> Result<i32, Failure> {
         }
         print!("{}", report::render_report(&report));
     }
-    Ok(if cmd.fail_on_leak && report.leaked() {
-        1
-    } else {
-        0
-    })
+    Ok(
+        if (cmd.fail_on_leak && report.leaked()) || (cmd.fail_on_finding && report.found()) {
+            1
+        } else {
+            0
+        },
+    )
 }
 
 fn main() -> ExitCode {
@@ -433,6 +494,8 @@ fn main() -> ExitCode {
         Command::Run(c) => run::run(run::RunArgs {
             log_dir: c.log_dir,
             fail_on_leak: c.fail_on_leak,
+            fail_on_finding: c.fail_on_finding,
+            suppressions: c.suppressions,
             json: c.json,
             junit: c.junit,
             sarif: c.sarif,

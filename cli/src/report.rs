@@ -159,6 +159,24 @@ pub struct Summary {
     pub failed_calls: u64,
     pub findings: u64,
     pub processes_logged: u64,
+    /// With suppressions (`--suppressions`, or marks in the logs): the
+    /// leaks, notes and findings they took out of the report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed_leaks: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed_notes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed_findings: Option<u64>,
+}
+
+/// What suppressions took out of the report, as the report would have
+/// shown it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SuppressedItems {
+    pub leaked_segments: Vec<SegmentLeak>,
+    pub leaked_attachments: Vec<AttachmentLeak>,
+    pub notes: Vec<SegmentLeak>,
+    pub findings: Vec<FindingRow>,
 }
 
 /// How `run`'s command ended, and what it ran.
@@ -198,6 +216,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unlogged: Option<Vec<UnloggedProcess>>,
     pub warnings: Vec<String>,
+    /// With suppressions: the items they took out of the report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<SuppressedItems>,
     pub summary: Summary,
 }
 
@@ -205,6 +226,11 @@ impl Report {
     /// Whether the tree leaked a segment or an attachment.
     pub fn leaked(&self) -> bool {
         self.summary.leaks > 0
+    }
+
+    /// Whether the policy found something (not suppressed).
+    pub fn found(&self) -> bool {
+        self.summary.findings > 0
     }
 }
 
@@ -545,6 +571,9 @@ pub fn analyze(
         failed_calls: failures.iter().map(|f| f.count).sum(),
         findings: findings.len() as u64,
         processes_logged: logs.processes.len() as u64,
+        suppressed_leaks: None,
+        suppressed_notes: None,
+        suppressed_findings: None,
     };
     Report {
         schema: SCHEMA,
@@ -558,6 +587,7 @@ pub fn analyze(
         findings,
         unlogged,
         warnings,
+        suppressed: None,
         summary,
     }
 }
@@ -809,9 +839,41 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
             plural(s.leaked_attachments, "attachment", "attachments")
         )
     };
+    let suppressed = match (
+        s.suppressed_leaks,
+        s.suppressed_notes,
+        s.suppressed_findings,
+    ) {
+        (None, None, None) => String::new(),
+        (leaks, notes, findings) => {
+            let (leaks, notes, findings) = (
+                leaks.unwrap_or(0),
+                notes.unwrap_or(0),
+                findings.unwrap_or(0),
+            );
+            let parts: Vec<String> = [
+                (leaks, "leak", "leaks"),
+                (notes, "note", "notes"),
+                (findings, "finding", "findings"),
+            ]
+            .into_iter()
+            .filter(|&(n, _, _)| n > 0)
+            .map(|(n, one, many)| plural(n, one, many))
+            .collect();
+            if parts.is_empty() {
+                "; 0 suppressed".to_owned()
+            } else {
+                format!(
+                    "; {} suppressed ({})",
+                    leaks + notes + findings,
+                    parts.join(", ")
+                )
+            }
+        }
+    };
     let _ = writeln!(
         out,
-        "{prefix}SUMMARY: {leaks}; {}; {}; {} logged",
+        "{prefix}SUMMARY: {leaks}; {}; {}; {} logged{suppressed}",
         plural(s.failed_calls, "failed call", "failed calls"),
         plural(s.findings, "finding", "findings"),
         plural(s.processes_logged, "process", "processes"),

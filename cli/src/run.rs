@@ -18,6 +18,7 @@ use crate::logs;
 use crate::os::{self, SignalSet};
 use crate::outfile::{self, OutFile};
 use crate::report::{self, KernelView, Reaped, RunInfo, Tree};
+use crate::suppressions;
 
 /// Signals passed on to the tree instead of ending shmguard.
 const FORWARDED: [i32; 6] = [
@@ -37,6 +38,8 @@ pub struct RunArgs {
     pub json: Option<PathBuf>,
     pub junit: Option<PathBuf>,
     pub sarif: Option<PathBuf>,
+    pub fail_on_finding: bool,
+    pub suppressions: Option<PathBuf>,
     pub options: Option<String>,
     pub lib: Option<PathBuf>,
     pub output: Option<PathBuf>,
@@ -415,12 +418,13 @@ fn check_options(extra: Option<&str>) -> Result<(), Failure> {
 }
 
 /// `SHMGUARD_OPTIONS` for the tree: `leak_report=0` (the tree's report is
-/// the one answer; `leak_report=1` with `per_process`), the caller's own,
-/// then our `log_path`, then `--options` (later keys win, so the caller's
-/// `leak_report=1` or `--options leak_report=1` keeps the per-process
-/// reports too).
+/// the one answer; `leak_report=1` with `per_process`), `suppressions=`
+/// the file of --suppressions, the caller's own, then our `log_path`, then
+/// `--options` (later keys win, so the caller's `leak_report=1` or
+/// `suppressions=`, or those of `--options`, win in the tree).
 fn options_for_tree(
     log_dir: &Path,
+    suppressions: Option<&str>,
     extra: Option<&str>,
     per_process: bool,
 ) -> Result<OsString, Failure> {
@@ -430,6 +434,9 @@ fn options_for_tree(
     } else {
         "leak_report=0"
     })];
+    if let Some(path) = suppressions {
+        parts.push(format!("suppressions={path}").into());
+    }
     if let Some(own) = std::env::var_os("SHMGUARD_OPTIONS").filter(|v| !v.is_empty()) {
         parts.push(own);
     }
@@ -546,12 +553,23 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     // Everything that can be refused is checked before a directory is made.
     check_options(args.options.as_deref())?;
     let outputs = check_outputs(&args)?;
+    // Read once, before the command starts: a bad file is refused here.
+    let rules = match &args.suppressions {
+        Some(path) => Some((suppressions::read(path)?, suppressions::for_tree(path)?)),
+        None => None,
+    };
     let lib = find_library(args.lib.as_deref())?;
     let preload = preload_for_tree(&lib)?;
     let dir = prepare_log_dir(args.log_dir.as_deref())?;
     let log_dir = dir.path.clone();
     let temp_dir = dir.temp;
-    let options = options_for_tree(&log_dir, args.options.as_deref(), args.per_process)?;
+    let options = options_for_tree(
+        &log_dir,
+        rules.as_ref().map(|(_, path)| path.as_str()),
+        args.options.as_deref(),
+        args.per_process,
+    )?;
+    let rules = rules.map(|(rules, _)| rules);
     let mut warnings = Vec::new();
 
     let before = kernel::segments().unwrap_or_else(|e| {
@@ -698,11 +716,19 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let kept = !dir.temp || fs::remove_dir(&log_dir).is_err();
     logs.warnings.splice(0..0, warnings);
     let clock = Clock::read();
+    let suppressed_findings = suppressions::take_findings(&mut logs, rules.as_ref());
     let mut report = report::analyze(
         &logs,
         &log_dir.display().to_string(),
         KernelView::Run(&tree),
         &|cpid, ctime| clock.creator_alive(cpid, ctime),
+    );
+    suppressions::apply(
+        &mut report,
+        &logs,
+        rules.as_ref(),
+        suppressed_findings,
+        &[&tree.after, &tree.before],
     );
     if !kept {
         report.log_dir = None;
@@ -717,7 +743,8 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     };
     // A command killed by a signal: run dies of it too, after the report
     // (what the shell then sees is 128+N).
-    let exit_status = if exit.signal().is_none() && args.fail_on_leak && report.leaked() {
+    let failed = (args.fail_on_leak && report.leaked()) || (args.fail_on_finding && report.found());
+    let exit_status = if exit.signal().is_none() && failed {
         1
     } else {
         cmd_exit
@@ -737,7 +764,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
 
     // The text report to standard error (or --output); the other forms
     // only ever to files: standard output is the command's.
-    let text = render_text(&report, args.fail_on_leak);
+    let text = render_text(&report, args.fail_on_leak, args.fail_on_finding);
     let mut failed = None;
     match &outputs.text {
         Some(f) => failed = f.write(text.as_bytes()).err(),
@@ -785,7 +812,7 @@ fn report_json(r: &report::Report) -> String {
 
 /// `run`'s text: the command and how it ended, where the logs are, then
 /// the report as `shmguard report` prints it (same prefix, same table).
-fn render_text(r: &report::Report, fail_on_leak: bool) -> String {
+fn render_text(r: &report::Report, fail_on_leak: bool, fail_on_finding: bool) -> String {
     let prefix = report::PREFIX;
     let mut out = String::new();
     if let Some(run) = &r.run {
@@ -806,6 +833,11 @@ fn render_text(r: &report::Report, fail_on_leak: bool) -> String {
     if fail_on_leak && r.leaked() {
         out.push_str(&format!(
             "{prefix}exit status 1: the tree leaked (--fail-on-leak)\n"
+        ));
+    }
+    if fail_on_finding && r.found() {
+        out.push_str(&format!(
+            "{prefix}exit status 1: the tree had policy findings (--fail-on-finding)\n"
         ));
     }
     out
@@ -873,16 +905,20 @@ mod tests {
     #[test]
     fn options_keep_the_callers_and_refuse_log_path() {
         let dir = Path::new("/tmp/x");
-        let o = options_for_tree(dir, Some("verbosity=1:policy=strict"), false).unwrap();
+        let o = options_for_tree(dir, None, Some("verbosity=1:policy=strict"), false).unwrap();
         let o = o.to_string_lossy();
         assert!(
             o.contains("log_path=/tmp/x/shmguard.%p.jsonl:verbosity=1:policy=strict"),
             "{o}"
         );
         assert!(o.starts_with("leak_report=0:"), "{o}");
-        let o = options_for_tree(dir, None, true).unwrap();
+        let o = options_for_tree(dir, None, None, true).unwrap();
         assert!(o.to_string_lossy().starts_with("leak_report=1:"), "{o:?}");
-        assert!(options_for_tree(dir, Some("verbosity=1:log_path=/x"), false).is_err());
+        assert!(options_for_tree(dir, None, Some("verbosity=1:log_path=/x"), false).is_err());
+        let o = options_for_tree(dir, Some("/s.supp"), Some("stacks=1"), false).unwrap();
+        let o = o.to_string_lossy();
+        assert!(o.starts_with("leak_report=0:suppressions=/s.supp:"), "{o}");
+        assert!(o.ends_with(":stacks=1"), "{o}");
     }
 
     #[test]
