@@ -113,7 +113,7 @@ fn run_writes_each_format_to_its_file_and_leaves_stdout_to_the_command() {
     assert!(err.contains("shmguard: SUMMARY: 1 leak "), "{err}");
 
     assert_eq!(report["summary"]["leaked_segments"], 1, "{report:#}");
-    assert_eq!(report["run"]["command"][3], weird, "{report:#}");
+    assert_eq!(report["run"]["argv"][3], weird, "{report:#}");
     let text = std::fs::read_to_string(&json).unwrap();
     assert!(
         text.starts_with("{\n  \"") && text.ends_with("}\n"),

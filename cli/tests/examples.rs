@@ -113,7 +113,7 @@ fn the_demo_gives_three_valid_files_and_leaves_makes_output_alone() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["command"].as_str().unwrap_or(""))
+        .map(|p| p["argv"][0].as_str().unwrap_or(""))
         .collect();
     for program in ["pingpong", "wide", "leaky"] {
         assert!(
