@@ -260,8 +260,13 @@ struct Created<'a> {
     index: usize,
 }
 
-/// Builds the report. `alive(cpid, ctime)` tells whether a segment's creator
-/// still lives (see [`kernel::Clock::creator_alive`]).
+/// Builds the report, in four steps: [`collect_processes`] reads each
+/// process's log into its row and what its calls did;
+/// [`unremoved_creations`] (`report`) or [`compare_with_kernel_table`]
+/// (`run`) finds the segments left behind; [`unlogged_processes`] lists
+/// what `run` reaped without a log; [`build_summary`] counts it all.
+/// `alive(cpid, ctime)` tells whether a segment's creator still lives (see
+/// [`kernel::Clock::creator_alive`]).
 pub fn analyze(
     logs: &LogSet,
     log_dir: &str,
@@ -272,24 +277,72 @@ pub fn analyze(
         KernelView::Run(t) => Some(t),
         KernelView::Now(..) => None,
     };
-    let mut warnings = logs.warnings.clone();
-    let by_pid: HashMap<u32, &ProcessLog> = logs.processes.iter().map(|p| (p.pid, p)).collect();
-    let argv_of = |pid: u32| -> Option<Vec<String>> {
-        by_pid.get(&pid).map(|p| p.argv_or_exe()).or_else(|| {
-            tree.and_then(|t| t.reaped.get(&pid))
-                .and_then(|r| r.comm.clone())
-                .map(|c| vec![c])
-        })
+    let collected = collect_processes(logs, tree);
+    let (leaked_segments, notes) = match view {
+        KernelView::Now(rows, ipc_ns) => {
+            (unremoved_creations(&collected, rows, ipc_ns), Vec::new())
+        }
+        KernelView::Run(t) => compare_with_kernel_table(t, logs, &collected.created, alive),
     };
+    let unlogged = tree.map(|t| unlogged_processes(t, logs));
+    let summary = build_summary(&collected, &leaked_segments, &notes, logs);
+    let Collected {
+        processes,
+        failures,
+        findings,
+        leaked_attachments,
+        warnings,
+        ..
+    } = collected;
+    Report {
+        schema: SCHEMA,
+        run: None,
+        log_dir: Some(log_dir.to_owned()),
+        processes,
+        leaked_segments,
+        leaked_attachments,
+        notes,
+        failures,
+        findings,
+        unlogged,
+        warnings,
+        suppressed: None,
+        summary,
+    }
+}
 
-    // Every row of the table, and what the calls did.
-    let mut processes = Vec::new();
-    let mut created: Vec<Created<'_>> = Vec::new();
-    // The time of the last IPC_RMID of each shmid.
-    let mut last_removal: HashMap<i32, u64> = HashMap::new();
+/// What the logs say, process by process.
+struct Collected<'a> {
+    /// A row per log.
+    processes: Vec<ProcessRow>,
+    /// Every segment a logged call created, with its creator.
+    created: Vec<Created<'a>>,
+    /// The time of the last `IPC_RMID` of each shmid, by any process.
+    last_removal: HashMap<i32, u64>,
+    /// Failed calls by errno, the most frequent first.
+    failures: Vec<ErrnoCount>,
+    findings: Vec<FindingRow>,
+    /// The attachments the exit events list as never detached.
+    leaked_attachments: Vec<AttachmentLeak>,
+    /// The logs' warnings, and one per exit event cut short or per
+    /// process of another IPC namespace (under `run`).
+    warnings: Vec<String>,
+}
+
+/// Step 1: each process's row, and what its calls did: the segments it
+/// created and removed, its failed calls, its findings, and the
+/// attachments its exit event lists.
+fn collect_processes<'a>(logs: &'a LogSet, tree: Option<&Tree>) -> Collected<'a> {
+    let mut c = Collected {
+        processes: Vec::new(),
+        created: Vec::new(),
+        last_removal: HashMap::new(),
+        failures: Vec::new(),
+        findings: Vec::new(),
+        leaked_attachments: Vec::new(),
+        warnings: logs.warnings.clone(),
+    };
     let mut failures: BTreeMap<String, ErrnoCount> = BTreeMap::new();
-    let mut findings = Vec::new();
-    let mut leaked_attachments = Vec::new();
     for (index, p) in logs.processes.iter().enumerate() {
         let row = ProcessRow {
             pid: p.pid,
@@ -318,17 +371,18 @@ pub fn analyze(
                 *e.calls.entry(call.clone()).or_default() += n;
             }
         }
-        created.extend(p.calls.created.iter().map(|segment| Created {
-            segment,
-            creator: p,
-            index,
-        }));
+        c.created
+            .extend(p.calls.created.iter().map(|segment| Created {
+                segment,
+                creator: p,
+                index,
+            }));
         for &(shmid, ts) in &p.calls.removals {
-            let last = last_removal.entry(shmid).or_insert(ts);
+            let last = c.last_removal.entry(shmid).or_insert(ts);
             *last = (*last).max(ts);
         }
         for f in &p.findings {
-            findings.push(FindingRow {
+            c.findings.push(FindingRow {
                 pid: p.pid,
                 argv: p.argv_or_exe(),
                 rule: f.rule.clone(),
@@ -340,7 +394,7 @@ pub fn analyze(
         }
         if let Some(exit) = &p.exit {
             for item in exit.leaks.iter().filter(|i| i.kind == "attachment") {
-                leaked_attachments.push(AttachmentLeak {
+                c.leaked_attachments.push(AttachmentLeak {
                     pid: p.pid,
                     argv: p.argv_or_exe(),
                     shmid: item.shmid,
@@ -351,7 +405,7 @@ pub fn analyze(
                 });
             }
             if let Some(n) = exit.truncated {
-                warnings.push(format!(
+                c.warnings.push(format!(
                     "pid {}: its exit event counts {} but lists none (too many for one event)",
                     p.pid,
                     plural(n, "leak", "leaks")
@@ -359,236 +413,262 @@ pub fn analyze(
             }
         }
         if tree.is_some_and(|t| t.ipc_ns.is_some() && p.ipc_ns.is_some() && p.ipc_ns != t.ipc_ns) {
-            warnings.push(format!(
+            c.warnings.push(format!(
                 "pid {} ({}) ran in another IPC namespace: its segments were not checked against the kernel",
                 p.pid,
                 p.command()
             ));
         }
-        processes.push(row);
+        c.processes.push(row);
     }
+    c.failures = failures.into_values().collect();
+    c.failures
+        .sort_by(|a, b| b.count.cmp(&a.count).then(a.errno.cmp(&b.errno)));
+    c
+}
 
+/// Step 2, for `report`: matches each logged creation with the removals
+/// the logs show and with its creator's exit check. A segment created and
+/// never marked with `IPC_RMID` at or after its creation, that the
+/// creator's exit event does not show removed, is a leak; the kernel's
+/// table now says whether it is still there (`rows`, of the IPC namespace
+/// `ipc_ns`).
+fn unremoved_creations(
+    collected: &Collected<'_>,
+    rows: &[SegmentRow],
+    ipc_ns: Option<u64>,
+) -> Vec<SegmentLeak> {
+    let mut leaked_segments = Vec::new();
+    let created = &collected.created;
+    let last_removal = &collected.last_removal;
+    let rows = first_rows(rows.iter());
+    // The segments each creator's exit event lists, by its index.
+    let mut listed: HashMap<usize, HashSet<i32>> = HashMap::new();
+    for c in created {
+        let s = c.segment;
+        // Marked with IPC_RMID (by anyone) at or after its creation.
+        if last_removal.get(&s.shmid).is_some_and(|&ts| ts >= s.ts_ns) {
+            continue;
+        }
+        // The creator's exit check verifies against the kernel: a
+        // created segment it does not list was removed (by someone
+        // the logs do not show) before it exited.
+        if let Some(exit) = &c.creator.exit {
+            let listed = listed
+                .entry(c.index)
+                .or_insert_with(|| {
+                    exit.leaks
+                        .iter()
+                        .chain(&exit.notes)
+                        .filter(|i| i.kind == "segment")
+                        .map(|i| i.shmid)
+                        .collect()
+                })
+                .contains(&s.shmid);
+            if exit.truncated.is_none() && !listed {
+                continue;
+            }
+        }
+        let elsewhere =
+            ipc_ns.is_some() && c.creator.ipc_ns.is_some() && c.creator.ipc_ns != ipc_ns;
+        let row = if elsewhere {
+            None
+        } else {
+            rows.get(&(s.shmid, c.creator.pid)).copied()
+        };
+        let in_kernel = row.is_some_and(|r| r.mode & SHM_DEST == 0);
+        let now = match row {
+            Some(r) if r.mode & SHM_DEST != 0 => {
+                "marked for removal now (by a process the logs do not show)".to_owned()
+            }
+            Some(r) if r.nattch == 0 => "still in the kernel now, unattached".to_owned(),
+            Some(r) => format!(
+                "still in the kernel now, attached by {}",
+                plural(r.nattch, "process", "processes")
+            ),
+            None if elsewhere => "it belongs to another IPC namespace (not checked)".to_owned(),
+            None => "no longer in the kernel now".to_owned(),
+        };
+        leaked_segments.push(SegmentLeak {
+            shmid: s.shmid,
+            key: s.key.clone(),
+            size: row.map_or(s.size, |r| r.size),
+            mode: kernel::mode_octal(row.map_or(s.mode.unwrap_or(0), |r| r.mode)),
+            cpid: c.creator.pid,
+            argv: Some(c.creator.argv_or_exe()),
+            source: "log",
+            why: format!("created and never marked with IPC_RMID in the logs; {now}"),
+            in_kernel,
+            nattch: row.map(|r| r.nattch),
+            stack: exit_stack(c.creator, s.shmid),
+        });
+    }
+    leaked_segments
+}
+
+/// Step 2, for `run`: compares the kernel's table before and after the
+/// tree. A segment new in it and not marked is the tree's when a log shows
+/// its creation, or when its creator was a process of the tree (reaped by
+/// `run`, logged, or started during the run by one of the tree's users)
+/// that is gone: a leak if nothing attaches it, else a note (processes
+/// outside the tree still attach it). Returns (leaks, notes).
+fn compare_with_kernel_table(
+    t: &Tree,
+    logs: &LogSet,
+    created: &[Created<'_>],
+    alive: &dyn Fn(u32, i64) -> bool,
+) -> (Vec<SegmentLeak>, Vec<SegmentLeak>) {
     let mut leaked_segments = Vec::new();
     let mut notes = Vec::new();
-    match view {
-        KernelView::Now(rows, ipc_ns) => {
-            let rows = first_rows(rows.iter());
-            // The segments each creator's exit event lists, by its index.
-            let mut listed: HashMap<usize, HashSet<i32>> = HashMap::new();
-            for c in &created {
-                let s = c.segment;
-                // Marked with IPC_RMID (by anyone) at or after its creation.
-                if last_removal.get(&s.shmid).is_some_and(|&ts| ts >= s.ts_ns) {
-                    continue;
-                }
-                // The creator's exit check verifies against the kernel: a
-                // created segment it does not list was removed (by someone
-                // the logs do not show) before it exited.
-                if let Some(exit) = &c.creator.exit {
-                    let listed = listed
-                        .entry(c.index)
-                        .or_insert_with(|| {
-                            exit.leaks
-                                .iter()
-                                .chain(&exit.notes)
-                                .filter(|i| i.kind == "segment")
-                                .map(|i| i.shmid)
-                                .collect()
-                        })
-                        .contains(&s.shmid);
-                    if exit.truncated.is_none() && !listed {
-                        continue;
-                    }
-                }
-                let elsewhere =
-                    ipc_ns.is_some() && c.creator.ipc_ns.is_some() && c.creator.ipc_ns != ipc_ns;
-                let row = if elsewhere {
-                    None
-                } else {
-                    rows.get(&(s.shmid, c.creator.pid)).copied()
-                };
-                let in_kernel = row.is_some_and(|r| r.mode & SHM_DEST == 0);
-                let now = match row {
-                    Some(r) if r.mode & SHM_DEST != 0 => {
-                        "marked for removal now (by a process the logs do not show)".to_owned()
-                    }
-                    Some(r) if r.nattch == 0 => "still in the kernel now, unattached".to_owned(),
-                    Some(r) => format!(
-                        "still in the kernel now, attached by {}",
-                        plural(r.nattch, "process", "processes")
-                    ),
-                    None if elsewhere => {
-                        "it belongs to another IPC namespace (not checked)".to_owned()
-                    }
-                    None => "no longer in the kernel now".to_owned(),
-                };
-                leaked_segments.push(SegmentLeak {
-                    shmid: s.shmid,
-                    key: s.key.clone(),
-                    size: row.map_or(s.size, |r| r.size),
-                    mode: kernel::mode_octal(row.map_or(s.mode.unwrap_or(0), |r| r.mode)),
-                    cpid: c.creator.pid,
-                    argv: Some(c.creator.argv_or_exe()),
-                    source: "log",
-                    why: format!("created and never marked with IPC_RMID in the logs; {now}"),
-                    in_kernel,
-                    nattch: row.map(|r| r.nattch),
-                    stack: exit_stack(c.creator, s.shmid),
-                });
-            }
-        }
-        KernelView::Run(t) => {
-            let before: BTreeSet<(i32, u32)> = t.before.iter().map(|r| (r.shmid, r.cpid)).collect();
-            let new_rows: Vec<&SegmentRow> = t
-                .after
-                .iter()
-                .filter(|r| !before.contains(&(r.shmid, r.cpid)) && r.mode & SHM_DEST == 0)
-                .collect();
-            let new_by_id = first_rows(new_rows.iter().copied());
-            // Who the tree's processes were: unseen creators must have
-            // been one of them (another user's leftovers are not ours).
-            let tree_uids: BTreeSet<u32> = t
-                .uids
-                .iter()
-                .copied()
-                .chain(
-                    logs.processes
-                        .iter()
-                        .flat_map(|p| p.uid.into_iter().chain(p.euid)),
-                )
-                .collect();
-            let mut seen = BTreeSet::new();
-            let mut push = |leak: SegmentLeak, nattch: u64| {
-                if nattch == 0 {
-                    leaked_segments.push(leak);
-                } else {
-                    notes.push(leak);
-                }
-            };
-            for c in &created {
-                if t.ipc_ns.is_some() && c.creator.ipc_ns.is_some() && c.creator.ipc_ns != t.ipc_ns
-                {
-                    continue;
-                }
-                let Some(&row) = new_by_id.get(&(c.segment.shmid, c.creator.pid)) else {
-                    continue;
-                };
-                if !seen.insert(row.shmid) {
-                    continue;
-                }
-                let why = if row.nattch == 0 {
-                    "still in the kernel after the tree exited, never marked with IPC_RMID"
-                        .to_owned()
-                } else {
-                    format!(
-                        "never marked with IPC_RMID; {} outside the tree still {} it",
-                        plural(row.nattch, "process", "processes"),
-                        if row.nattch == 1 {
-                            "attaches"
-                        } else {
-                            "attach"
-                        }
-                    )
-                };
-                let mut leak = segment_from_row(row, "log", why, Some(c.creator.argv_or_exe()));
-                leak.stack = exit_stack(c.creator, row.shmid);
-                push(leak, row.nattch);
-            }
-            for row in &new_rows {
-                if seen.contains(&row.shmid) {
-                    continue;
-                }
-                let cpid = row.cpid;
-                // Every process of the tree is gone by now: a creator that
-                // still runs is someone else (perhaps reusing a tree pid).
-                if alive(cpid, row.ctime) {
-                    continue;
-                }
-                let logged = by_pid.contains_key(&cpid);
-                let how = if t.reaped.contains_key(&cpid) || logged {
-                    format!("created by pid {cpid} of the tree")
-                } else if t.allocated_during_run(cpid) && tree_uids.contains(&row.cuid) {
-                    format!(
-                        "created by pid {cpid}, which started during the run and exited unseen \
-                         (e.g. a static binary waited for by a shell)"
-                    )
-                } else {
-                    continue;
-                };
-                seen.insert(row.shmid);
-                let missing = if logged {
-                    // Its log exists but lacks the creation: lost to exec,
-                    // which starts the process's log afresh.
-                    "its creation is not in its log (made before an exec?)"
-                } else {
-                    "not in the logs (creator not preloaded: static or setuid)"
-                };
-                let tail = if row.nattch == 0 {
-                    "still in the kernel after the tree exited".to_owned()
-                } else {
-                    format!(
-                        "{} outside the tree still {} it",
-                        plural(row.nattch, "process", "processes"),
-                        if row.nattch == 1 {
-                            "attaches"
-                        } else {
-                            "attach"
-                        }
-                    )
-                };
-                let why = format!("{missing}; new in the kernel's table: {how}; {tail}");
-                push(
-                    segment_from_row(row, "kernel", why, argv_of(cpid)),
-                    row.nattch,
-                );
-            }
-        }
-    }
-
-    let unlogged = tree.map(|t| {
-        t.reaped
-            .iter()
-            .filter(|(pid, _)| !by_pid.contains_key(pid))
-            .map(|(&pid, r)| UnloggedProcess {
-                pid,
-                argv: r.comm.clone().map(|c| vec![c]),
-                status: status_text(r.status),
-            })
-            .collect()
-    });
-
-    let failures: Vec<ErrnoCount> = {
-        let mut v: Vec<ErrnoCount> = failures.into_values().collect();
-        v.sort_by(|a, b| b.count.cmp(&a.count).then(a.errno.cmp(&b.errno)));
-        v
+    let by_pid: HashMap<u32, &ProcessLog> = logs.processes.iter().map(|p| (p.pid, p)).collect();
+    let argv_of = |pid: u32| -> Option<Vec<String>> {
+        by_pid.get(&pid).map(|p| p.argv_or_exe()).or_else(|| {
+            t.reaped
+                .get(&pid)
+                .and_then(|r| r.comm.clone())
+                .map(|c| vec![c])
+        })
     };
-    let summary = Summary {
-        leaks: (leaked_segments.len() + leaked_attachments.len()) as u64,
+    let before: BTreeSet<(i32, u32)> = t.before.iter().map(|r| (r.shmid, r.cpid)).collect();
+    let new_rows: Vec<&SegmentRow> = t
+        .after
+        .iter()
+        .filter(|r| !before.contains(&(r.shmid, r.cpid)) && r.mode & SHM_DEST == 0)
+        .collect();
+    let new_by_id = first_rows(new_rows.iter().copied());
+    // Who the tree's processes were: unseen creators must have
+    // been one of them (another user's leftovers are not ours).
+    let tree_uids: BTreeSet<u32> = t
+        .uids
+        .iter()
+        .copied()
+        .chain(
+            logs.processes
+                .iter()
+                .flat_map(|p| p.uid.into_iter().chain(p.euid)),
+        )
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut push = |leak: SegmentLeak, nattch: u64| {
+        if nattch == 0 {
+            leaked_segments.push(leak);
+        } else {
+            notes.push(leak);
+        }
+    };
+    for c in created {
+        if t.ipc_ns.is_some() && c.creator.ipc_ns.is_some() && c.creator.ipc_ns != t.ipc_ns {
+            continue;
+        }
+        let Some(&row) = new_by_id.get(&(c.segment.shmid, c.creator.pid)) else {
+            continue;
+        };
+        if !seen.insert(row.shmid) {
+            continue;
+        }
+        let why = if row.nattch == 0 {
+            "still in the kernel after the tree exited, never marked with IPC_RMID".to_owned()
+        } else {
+            format!(
+                "never marked with IPC_RMID; {} outside the tree still {} it",
+                plural(row.nattch, "process", "processes"),
+                if row.nattch == 1 {
+                    "attaches"
+                } else {
+                    "attach"
+                }
+            )
+        };
+        let mut leak = segment_from_row(row, "log", why, Some(c.creator.argv_or_exe()));
+        leak.stack = exit_stack(c.creator, row.shmid);
+        push(leak, row.nattch);
+    }
+    for row in &new_rows {
+        if seen.contains(&row.shmid) {
+            continue;
+        }
+        let cpid = row.cpid;
+        // Every process of the tree is gone by now: a creator that
+        // still runs is someone else (perhaps reusing a tree pid).
+        if alive(cpid, row.ctime) {
+            continue;
+        }
+        let logged = by_pid.contains_key(&cpid);
+        let how = if t.reaped.contains_key(&cpid) || logged {
+            format!("created by pid {cpid} of the tree")
+        } else if t.allocated_during_run(cpid) && tree_uids.contains(&row.cuid) {
+            format!(
+                "created by pid {cpid}, which started during the run and exited unseen \
+                     (e.g. a static binary waited for by a shell)"
+            )
+        } else {
+            continue;
+        };
+        seen.insert(row.shmid);
+        let missing = if logged {
+            // Its log exists but lacks the creation: lost to exec,
+            // which starts the process's log afresh.
+            "its creation is not in its log (made before an exec?)"
+        } else {
+            "not in the logs (creator not preloaded: static or setuid)"
+        };
+        let tail = if row.nattch == 0 {
+            "still in the kernel after the tree exited".to_owned()
+        } else {
+            format!(
+                "{} outside the tree still {} it",
+                plural(row.nattch, "process", "processes"),
+                if row.nattch == 1 {
+                    "attaches"
+                } else {
+                    "attach"
+                }
+            )
+        };
+        let why = format!("{missing}; new in the kernel's table: {how}; {tail}");
+        push(
+            segment_from_row(row, "kernel", why, argv_of(cpid)),
+            row.nattch,
+        );
+    }
+    (leaked_segments, notes)
+}
+
+/// Step 3, for `run`: the processes it reaped that left no log (they made
+/// no shm call, or could not be preloaded).
+fn unlogged_processes(t: &Tree, logs: &LogSet) -> Vec<UnloggedProcess> {
+    let logged: HashSet<u32> = logs.processes.iter().map(|p| p.pid).collect();
+    t.reaped
+        .iter()
+        .filter(|(pid, _)| !logged.contains(pid))
+        .map(|(&pid, r)| UnloggedProcess {
+            pid,
+            argv: r.comm.clone().map(|c| vec![c]),
+            status: status_text(r.status),
+        })
+        .collect()
+}
+
+/// Step 4: the counts of the SUMMARY line.
+fn build_summary(
+    collected: &Collected<'_>,
+    leaked_segments: &[SegmentLeak],
+    notes: &[SegmentLeak],
+    logs: &LogSet,
+) -> Summary {
+    let leaked_attachments = collected.leaked_attachments.len() as u64;
+    Summary {
+        leaks: leaked_segments.len() as u64 + leaked_attachments,
         leaked_segments: leaked_segments.len() as u64,
         leaked_segment_bytes: leaked_segments.iter().map(|s| s.size).sum(),
-        leaked_attachments: leaked_attachments.len() as u64,
+        leaked_attachments,
         notes: notes.len() as u64,
-        failed_calls: failures.iter().map(|f| f.count).sum(),
-        findings: findings.len() as u64,
+        failed_calls: collected.failures.iter().map(|f| f.count).sum(),
+        findings: collected.findings.len() as u64,
         processes_logged: logs.processes.len() as u64,
         suppressed_leaks: None,
         suppressed_notes: None,
         suppressed_findings: None,
-    };
-    Report {
-        schema: SCHEMA,
-        run: None,
-        log_dir: Some(log_dir.to_owned()),
-        processes,
-        leaked_segments,
-        leaked_attachments,
-        notes,
-        failures,
-        findings,
-        unlogged,
-        warnings,
-        suppressed: None,
-        summary,
     }
 }
 
@@ -1193,6 +1273,128 @@ mod tests {
         );
         assert_eq!(r.findings.len(), 7);
         assert_eq!(r.findings[0].argv, ["sh", "-c", "kill -9 $$"]);
+    }
+
+    /// The logs of `cli/tests/fixtures/report` (the golden report's).
+    fn fixture_logs() -> LogSet {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/report");
+        crate::logs::read(Path::new(dir)).expect("read the fixture logs")
+    }
+
+    #[test]
+    fn step_collect_processes_on_the_fixtures() {
+        let logs = fixture_logs();
+        let c = collect_processes(&logs, None);
+        assert_eq!(c.processes.len(), logs.processes.len());
+        assert_eq!(c.processes.len(), 8);
+        assert_eq!(c.failures.iter().map(|f| f.count).sum::<u64>(), 8);
+        // The most frequent errno first.
+        assert!(c.failures.windows(2).all(|w| w[0].count >= w[1].count));
+        assert_eq!(c.findings.len(), 3);
+        assert_eq!(c.leaked_attachments.len(), 3);
+        // Every creation is kept with its creator's log.
+        assert!(!c.created.is_empty());
+        assert!(
+            c.created
+                .iter()
+                .all(|k| std::ptr::eq(k.creator, &logs.processes[k.index]))
+        );
+    }
+
+    #[test]
+    fn step_unremoved_creations_on_the_fixtures() {
+        let logs = fixture_logs();
+        let c = collect_processes(&logs, None);
+        // No table: none of them is in the kernel.
+        let leaks = unremoved_creations(&c, &[], None);
+        assert_eq!(leaks.len(), 9);
+        assert_eq!(leaks.iter().map(|s| s.size).sum::<u64>(), 87016);
+        assert!(leaks.iter().all(|s| s.source == "log" && !s.in_kernel));
+        // One of them still in the kernel, unattached: said so, with its
+        // creator's row.
+        let first = &leaks[0];
+        let now = [SegmentRow {
+            shmid: first.shmid,
+            cpid: first.cpid,
+            size: first.size,
+            mode: 0o600,
+            ..SegmentRow::default()
+        }];
+        let again = unremoved_creations(&c, &now, None);
+        assert!(again[0].in_kernel);
+        assert!(
+            again[0]
+                .why
+                .ends_with("still in the kernel now, unattached")
+        );
+        // A removal the logs show, at or after the creation, is no leak.
+        let logs = set(&[
+            (10, vec![start(10), get(10, 2, 5, true)]),
+            (11, vec![start(11), rmid(11, 4, 5)]),
+        ]);
+        let c = collect_processes(&logs, None);
+        assert!(unremoved_creations(&c, &[], None).is_empty());
+        let logs = set(&[
+            (10, vec![start(10), get(10, 5, 5, true)]),
+            (11, vec![start(11), rmid(11, 4, 5)]),
+        ]);
+        let c = collect_processes(&logs, None);
+        assert_eq!(unremoved_creations(&c, &[], None).len(), 1);
+    }
+
+    #[test]
+    fn step_compare_with_kernel_table() {
+        let logs = set(&[(10, vec![start(10), get(10, 2, 5, true)])]);
+        let c = collect_processes(&logs, None);
+        let tree = Tree {
+            before: vec![row(1, 3, 0, 0o600)],
+            after: vec![
+                row(1, 3, 0, 0o600),  // there before
+                row(5, 10, 0, 0o600), // the logged creation
+                row(6, 10, 1, 0o600), // the logged process's, still attached
+                row(7, 99, 0, 0o600), // a stranger's
+            ],
+            pid_window: Some((100, 200, 32768)),
+            uids: [0].into(),
+            ..Tree::default()
+        };
+        let (leaks, notes) = compare_with_kernel_table(&tree, &logs, &c.created, &|_, _| false);
+        let ids: Vec<(i32, &str)> = leaks.iter().map(|s| (s.shmid, s.source)).collect();
+        assert_eq!(ids, [(5, "log")]);
+        let ids: Vec<(i32, &str)> = notes.iter().map(|s| (s.shmid, s.source)).collect();
+        assert_eq!(ids, [(6, "kernel")]);
+    }
+
+    #[test]
+    fn step_unlogged_processes() {
+        let logs = set(&[(10, vec![start(10)])]);
+        let mut tree = Tree::default();
+        for pid in [10, 77] {
+            tree.reaped.insert(
+                pid,
+                Reaped {
+                    comm: Some("sh".into()),
+                    status: 9,
+                },
+            );
+        }
+        let u = unlogged_processes(&tree, &logs);
+        assert_eq!(u.len(), 1);
+        assert_eq!((u[0].pid, u[0].status.as_str()), (77, "SIGKILL"));
+    }
+
+    #[test]
+    fn step_build_summary_on_the_fixtures() {
+        let logs = fixture_logs();
+        let c = collect_processes(&logs, None);
+        let leaks = unremoved_creations(&c, &[], None);
+        let s = build_summary(&c, &leaks, &[], &logs);
+        assert_eq!(
+            (s.leaks, s.leaked_segments, s.leaked_segment_bytes),
+            (12, 9, 87016)
+        );
+        assert_eq!((s.leaked_attachments, s.notes), (3, 0));
+        assert_eq!((s.failed_calls, s.findings, s.processes_logged), (8, 3, 8));
     }
 
     #[test]
