@@ -144,7 +144,8 @@ fn run_writes_each_format_to_its_file_and_leaves_stdout_to_the_command() {
         "{junit}"
     );
     assert!(
-        junit.contains(r"arg\u{1}&lt;&amp;&gt;&apos;&quot;\u{1b}]0;x\u{7}\u{85}"),
+        // Shell-quoted ('\'' for the quote), then escaped for XML.
+        junit.contains(r"arg\u{1}&lt;&amp;&gt;&apos;\&apos;&apos;&quot;\u{1b}]0;x\u{7}\u{85}"),
         "{junit}"
     );
 

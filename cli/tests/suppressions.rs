@@ -129,6 +129,7 @@ fn leaks_are_suppressed_by_frame_key_and_command() {
             "--log-dir",
             s(&logs),
             "--fail-on-leak",
+            "--per-process",
             "--",
             s(&helper),
             "leaks",
@@ -145,7 +146,8 @@ fn leaks_are_suppressed_by_frame_key_and_command() {
         "{err}"
     );
     assert!(!err.contains("key=0x5eed0001"), "{err}");
-    // The per-process report agrees (the library read the same file).
+    // The per-process report (--per-process) agrees: the library read
+    // the same file.
     assert!(
         err.lines()
             .any(|l| l.starts_with("==") && l.contains("; 1 suppressed")),
