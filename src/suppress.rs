@@ -51,6 +51,20 @@ pub struct Suppression {
     pub line: usize,
 }
 
+impl core::fmt::Display for Suppression {
+    /// The line as the file gives it, without spaces around it:
+    /// `leak:PATTERN`, `finding:RULE` or `finding:RULE:PATTERN`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.what {
+            What::Leak => write!(f, "leak:{}", self.pattern.as_deref().unwrap_or_default()),
+            What::Finding(rule) => match &self.pattern {
+                Some(p) => write!(f, "finding:{rule}:{p}"),
+                None => write!(f, "finding:{rule}"),
+            },
+        }
+    }
+}
+
 /// A parsed suppression file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Suppressions {

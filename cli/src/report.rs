@@ -177,6 +177,20 @@ pub struct SuppressedItems {
     pub leaked_attachments: Vec<AttachmentLeak>,
     pub notes: Vec<SegmentLeak>,
     pub findings: Vec<FindingRow>,
+    /// The lines of `--suppressions` that suppressed something, in the
+    /// file's order (items a process's own `suppressions=` marked in its
+    /// log are not among them).
+    pub used: Vec<UsedSuppression>,
+}
+
+/// A line of `--suppressions` and how many items it suppressed.
+#[derive(Clone, Debug, Serialize)]
+pub struct UsedSuppression {
+    /// The line number in the file (from 1).
+    pub line: usize,
+    /// The line: `leak:PATTERN`, `finding:RULE[:PATTERN]`.
+    pub suppression: String,
+    pub count: u64,
 }
 
 /// How `run`'s command ended, and what it ran.
@@ -951,6 +965,16 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
             }
         }
     };
+    // As LSan's "Suppressions used:", the lines that did something.
+    for u in r.suppressed.iter().flat_map(|g| &g.used) {
+        let _ = writeln!(
+            out,
+            "{prefix}suppression used: line {} {}: {}",
+            u.line,
+            esc(&u.suppression),
+            plural(u.count, "item", "items")
+        );
+    }
     let _ = writeln!(
         out,
         "{prefix}SUMMARY: {leaks}; {}; {}; {} logged{suppressed}",

@@ -4,15 +4,15 @@
 //! logs (`"suppressed":true`) count as suppressed too.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use shmguard::support::{Subject, Suppressions};
+use shmguard::support::{Subject, Suppression, Suppressions};
 use shmguard_cli::logs::{self, LogSet, ProcessLog};
 
 use crate::Failure;
 use crate::kernel::SegmentRow;
-use crate::report::{FindingRow, Report, SuppressedItems};
+use crate::report::{FindingRow, Report, SuppressedItems, UsedSuppression};
 
 /// Reads and parses FILE: any line that is not a suppression, or a file
 /// that cannot be read (not a regular file, larger than 1 MiB), is an
@@ -26,10 +26,25 @@ pub fn read(path: &Path) -> Result<Suppressions, Failure> {
     Ok(rules)
 }
 
+/// The policy findings [`take_findings`] took out, and the lines of the
+/// file that suppressed them.
+pub struct TakenFindings {
+    rows: Vec<FindingRow>,
+    used: Used,
+}
+
+/// Items suppressed, by line of the file: (the line's text, count).
+type Used = BTreeMap<usize, (String, u64)>;
+
+fn count_use(used: &mut Used, by: &Suppression) {
+    used.entry(by.line).or_insert_with(|| (by.to_string(), 0)).1 += 1;
+}
+
 /// Takes out of `logs` the policy findings that are suppressed (by
 /// `rules`, or marked by the process itself), as rows of the report.
-pub fn take_findings(logs: &mut LogSet, rules: Option<&Suppressions>) -> Vec<FindingRow> {
+pub fn take_findings(logs: &mut LogSet, rules: Option<&Suppressions>) -> TakenFindings {
     let mut out = Vec::new();
+    let mut used = Used::new();
     for p in &mut logs.processes {
         let shown = p.argv_or_exe();
         let (argv, exe) = (p.argv.clone(), p.exe.clone());
@@ -41,8 +56,11 @@ pub fn take_findings(logs: &mut LogSet, rules: Option<&Suppressions>) -> Vec<Fin
                 exe: exe.as_deref(),
                 stack: &f.stack,
             };
-            let gone =
-                f.suppressed || rules.is_some_and(|r| r.finding(&f.rule, &subject).is_some());
+            let by = rules.and_then(|r| r.finding(&f.rule, &subject));
+            if let Some(by) = by {
+                count_use(&mut used, by);
+            }
+            let gone = f.suppressed || by.is_some();
             if gone {
                 out.push(FindingRow {
                     pid: p.pid,
@@ -57,7 +75,7 @@ pub fn take_findings(logs: &mut LogSet, rules: Option<&Suppressions>) -> Vec<Fin
             !gone
         });
     }
-    out
+    TakenFindings { rows: out, used }
 }
 
 /// Moves the suppressed leaks and notes of `report` into
@@ -68,9 +86,13 @@ pub fn apply(
     report: &mut Report,
     logs: &LogSet,
     rules: Option<&Suppressions>,
-    findings: Vec<FindingRow>,
+    findings: TakenFindings,
     rows: &[&[SegmentRow]],
 ) {
+    let TakenFindings {
+        rows: findings,
+        mut used,
+    } = findings;
     let by_pid: HashMap<u32, &ProcessLog> = logs.processes.iter().map(|p| (p.pid, p)).collect();
     let mut keys: HashMap<i32, i32> = HashMap::new();
     for table in rows {
@@ -100,7 +122,7 @@ pub fn apply(
     };
     // A segment: its key, its creator's command, and the stack its
     // creator's exit event gives it.
-    let segment_gone = |shmid: i32, key: &str, cpid: u32, shown: Option<&[String]>| {
+    let mut segment_gone = |shmid: i32, key: &str, cpid: u32, shown: Option<&[String]>| {
         let creator = by_pid.get(&cpid).copied();
         let item = creator.and_then(|p| p.exit.as_ref()).and_then(|e| {
             e.leaks
@@ -108,11 +130,12 @@ pub fn apply(
                 .chain(&e.notes)
                 .find(|i| i.kind == "segment" && i.shmid == shmid)
         });
-        if item.is_some_and(|i| i.suppressed) {
-            return true;
-        }
+        // Matched with the file first, so that its lines are counted as
+        // used also where the process's own suppressions (the same file,
+        // under run) marked the item already.
+        let marked = item.is_some_and(|i| i.suppressed);
         let Some(rules) = rules else {
-            return false;
+            return marked;
         };
         let subject = Subject {
             key: parse_key(key),
@@ -120,7 +143,11 @@ pub fn apply(
             exe: creator.and_then(|p| p.exe.as_deref()),
             stack: item.map_or(&[][..], |i| &i.stack[..]),
         };
-        rules.leak(&subject).is_some()
+        let by = rules.leak(&subject);
+        if let Some(by) = by {
+            count_use(&mut used, by);
+        }
+        by.is_some() || marked
     };
     let (kept, out): (Vec<_>, Vec<_>) = std::mem::take(&mut report.leaked_segments)
         .into_iter()
@@ -143,11 +170,9 @@ pub fn apply(
                         && i.addr.as_deref() == Some(a.addr.as_str())
                 })
             });
-            if item.is_some_and(|i| i.suppressed) {
-                return false;
-            }
+            let marked = item.is_some_and(|i| i.suppressed);
             let Some(rules) = rules else {
-                return true;
+                return !marked;
             };
             let subject = Subject {
                 key: keys.get(&a.shmid).copied(),
@@ -155,7 +180,11 @@ pub fn apply(
                 exe: process.and_then(|p| p.exe.as_deref()),
                 stack: item.map_or(&[][..], |i| &i.stack[..]),
             };
-            rules.leak(&subject).is_none()
+            let by = rules.leak(&subject);
+            if let Some(by) = by {
+                count_use(&mut used, by);
+            }
+            by.is_none() && !marked
         });
     report.leaked_attachments = kept;
     gone.leaked_attachments = out;
@@ -169,6 +198,14 @@ pub fn apply(
     s.suppressed_leaks = Some((gone.leaked_segments.len() + gone.leaked_attachments.len()) as u64);
     s.suppressed_notes = Some(gone.notes.len() as u64);
     s.suppressed_findings = Some(gone.findings.len() as u64);
+    gone.used = used
+        .into_iter()
+        .map(|(line, (suppression, count))| UsedSuppression {
+            line,
+            suppression,
+            count,
+        })
+        .collect();
     report.suppressed = Some(gone);
 }
 

@@ -146,6 +146,11 @@ fn leaks_are_suppressed_by_frame_key_and_command() {
         "{err}"
     );
     assert!(!err.contains("key=0x5eed0001"), "{err}");
+    // The line that did it, as LSan's "Suppressions used:".
+    assert!(
+        err.contains("shmguard: suppression used: line 3 leak:^make_table$: 1 item\n"),
+        "{err}"
+    );
     // The per-process report (--per-process) agrees: the library read
     // the same file.
     assert!(
@@ -168,11 +173,18 @@ fn leaks_are_suppressed_by_frame_key_and_command() {
     assert_eq!(r["summary"]["suppressed_leaks"], 1, "{r:#}");
     assert_eq!(r["summary"]["suppressed_findings"], 0, "{r:#}");
     assert_eq!(r["summary"]["leaks"], 2, "{r:#}");
+    assert_eq!(
+        r["suppressed"]["used"],
+        serde_json::json!([{"line": 3, "suppression": "leak:^make_table$", "count": 1}]),
+        "{r:#}"
+    );
     // Without --suppressions, report still honours what the process's own
     // suppressions marked in its log.
     let r = report_json(&logs, &[]);
     assert_eq!(keys(&r, "leaked_segments"), ["0x00000000"], "{r:#}");
     assert_eq!(r["summary"]["suppressed_leaks"], 1, "{r:#}");
+    // No line of a file of ours did that.
+    assert_eq!(r["suppressed"]["used"], serde_json::json!([]), "{r:#}");
     for id in segs.0.clone() {
         let _ = shmguard::support::shm_rmid(id);
     }
@@ -188,6 +200,10 @@ fn leaks_are_suppressed_by_frame_key_and_command() {
     let err = stderr(&out);
     assert!(err.contains("SUMMARY: 2 leaks"), "{err}");
     assert!(err.contains("1 suppressed (1 leak)"), "{err}");
+    assert!(
+        err.contains("suppression used: line 1 leak:0x5eed0001: 1 item\n"),
+        "{err}"
+    );
     for id in segs.0.clone() {
         let _ = shmguard::support::shm_rmid(id);
     }
@@ -210,7 +226,11 @@ fn leaks_are_suppressed_by_frame_key_and_command() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(err.contains("SUMMARY: no leaks"), "{err}");
     assert!(err.contains("3 suppressed (3 leaks)"), "{err}");
-    assert!(!err.contains("leak:"), "{err}");
+    assert!(!err.contains("shmguard: leak:"), "{err}");
+    assert!(
+        err.contains("suppression used: line 1 leak:^supphelper$: 3 items\n"),
+        "{err}"
+    );
 }
 
 /// `finding:RULE` suppresses every finding of RULE, `finding:RULE:PATTERN`
@@ -300,6 +320,15 @@ fn findings_are_suppressed_by_rule_and_pattern_and_fail_the_gate() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(err.contains("; 0 findings;"), "{err}");
     assert!(err.contains("2 suppressed (2 findings)"), "{err}");
+    // Each line that suppressed something, once; line 3 did nothing.
+    assert!(
+        err.contains(
+            "suppression used: line 1 finding:key-without-excl:^0x00004321$: 1 item\n\
+             shmguard: suppression used: line 2 finding:wide-mode:supphelper: 1 item\n"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("suppression used: line 3"), "{err}");
     // The tree's own policy lines (verbosity=1) left them out as well.
     let out = run(
         &mut segs,
