@@ -358,8 +358,8 @@ fn parse_fault(spec: &str) -> Result<Vec<FaultRule>, String> {
 
 /// Keeps warnings about garbage input to one readable line: at most 64
 /// characters, control characters (a newline would break the line format)
-/// escaped.
-fn shorten(s: &str) -> String {
+/// escaped. Also for the suppression file's warnings.
+pub fn shorten(s: &str) -> String {
     const MAX: usize = 64;
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

@@ -17,6 +17,7 @@ use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::io::Read;
 
 use crate::lock::Published;
+use crate::options::shorten;
 
 /// The rule names a `finding:` line may name.
 pub const RULES: [&str; 5] = [
@@ -385,25 +386,6 @@ fn read_once() -> Option<&'static Active> {
     crate::sys::set_errno(saved);
     STATE.store(READ, Ordering::Release);
     ACTIVE.get()
-}
-
-/// Keeps a quoted line readable: at most 64 characters, control
-/// characters escaped.
-fn shorten(s: &str) -> String {
-    const MAX: usize = 64;
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == MAX {
-            out.push_str("...");
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
