@@ -775,6 +775,23 @@ ck_shmguard_lines(const char *what, const char *text)
     return n;
 }
 
+/* The number after "KEY " at the start of a line of TEXT, or -1. */
+long
+ck_field(const char *text, const char *key)
+{
+    char want[64];
+    snprintf(want, sizeof want, "%s ", key);
+    size_t n = strlen(want);
+    for (const char *line = text; line != NULL && *line != '\0';) {
+        if (strncmp(line, want, n) == 0)
+            return strtol(line + n, NULL, 10);
+        line = strchr(line, '\n');
+        if (line != NULL)
+            line++;
+    }
+    return -1;
+}
+
 /* Lines of TEXT that contain every one of the N needles. */
 int
 ck_lines_with(const char *text, const char *const *needles, int n)

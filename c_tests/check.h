@@ -258,6 +258,8 @@ const char *ck_log_file(char *buf, size_t len, const char *dir, long pid);
 int ck_shmguard_lines(const char *what, const char *text);
 /* Lines of TEXT that contain every one of the N needles. */
 int ck_lines_with(const char *text, const char *const *needles, int n);
+/* The number after "KEY " at the start of a line of TEXT, or -1. */
+long ck_field(const char *text, const char *key);
 
 /* A child run by ck_run_child: its exit code (negative: killed by that
  * signal), pid, stdout and stderr (malloc'd; ck_child_free frees them). */

@@ -75,23 +75,6 @@ leaky_rest(int id, int marked, void *p)
 
 /* ----------------------------------------------------------- the parent */
 
-/* The number after "KEY " in TEXT, or -1. */
-static long
-field(const char *text, const char *key)
-{
-    char want[64];
-    snprintf(want, sizeof want, "%s ", key);
-    size_t n = strlen(want);
-    for (const char *line = text; line != NULL && *line != '\0';) {
-        if (strncmp(line, want, n) == 0)
-            return strtol(line + n, NULL, 10);
-        line = strchr(line, '\n');
-        if (line != NULL)
-            line++;
-    }
-    return -1;
-}
-
 /* Line I of LINES, "" past the end. */
 static const char *
 line_at(char **lines, int n, int i)
@@ -206,15 +189,15 @@ parent_main(char *self)
         FAIL("cannot read the child's output");
         return ck_finish();
     }
-    long seg = field(outtext, "segment");
+    long seg = ck_field(outtext, "segment");
     if (seg >= 0)
         ck_track((int)seg); /* leaked on purpose: ours to remove */
-    long att = field(outtext, "attachment");
-    int seg_line = (int)field(outtext, "segment_line");
-    int att_line = (int)field(outtext, "attachment_line");
-    int w_line = (int)field(outtext, "wide_line");
+    long att = ck_field(outtext, "attachment");
+    int seg_line = (int)ck_field(outtext, "segment_line");
+    int att_line = (int)ck_field(outtext, "attachment_line");
+    int w_line = (int)ck_field(outtext, "wide_line");
     CHECK_EQ(code, 0);
-    CHECK_EQ(field(outtext, "pid"), pid);
+    CHECK_EQ(ck_field(outtext, "pid"), pid);
     CHECK(seg >= 0 && att >= 0 && seg_line > 0 && att_line > 0 && w_line > 0);
 
     char *copy = strdup(errtext);

@@ -92,23 +92,6 @@ child(char **keys)
 
 /* ----------------------------------------------------------- the parent */
 
-/* The number after "KEY " in TEXT, or -1. */
-static long
-field(const char *text, const char *key)
-{
-    char want[64];
-    snprintf(want, sizeof want, "%s ", key);
-    size_t n = strlen(want);
-    for (const char *line = text; line != NULL && *line != '\0';) {
-        if (strncmp(line, want, n) == 0)
-            return strtol(line + n, NULL, 10);
-        line = strchr(line, '\n');
-        if (line != NULL)
-            line++;
-    }
-    return -1;
-}
-
 /* Lines of LOG with the exit event's object of a segment ID that holds
  * "suppressed":true (1), lacks it (0), or is not there (-1). */
 static int
@@ -180,8 +163,9 @@ parent(char *self, const char *scenario)
     ck_options_plus(opts, sizeof opts, extra);
     char *argv[] = {self, (char *)scenario, "child", keys[0], keys[1], keys[2], NULL};
     struct ck_child c = ck_run_child(argv, opts);
-    long table = field(c.out, "table"), keyed = field(c.out, "keyed"), kept = field(c.out, "kept");
-    long count = field(c.out, "leak_count");
+    long table = ck_field(c.out, "table"), keyed = ck_field(c.out, "keyed");
+    long kept = ck_field(c.out, "kept");
+    long count = ck_field(c.out, "leak_count");
     ck_track((int)table);
     ck_track((int)keyed);
     ck_track((int)kept);

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use crate::logs::printable;
-use crate::report::{AttachmentLeak, FindingRow, ProcessRow, Report, SegmentLeak};
+use crate::report::{self, AttachmentLeak, FindingRow, ProcessRow, Report, SegmentLeak};
 
 /// A kind of item a report can hold: a leak kind, a note, or a policy
 /// rule of the library.
@@ -113,68 +113,31 @@ pub fn rule(id: &str) -> Option<&'static Rule> {
     RULES.iter().find(|r| r.id == id)
 }
 
-/// `pid N (command)`, the command shell-quoted, escaped and cut to 120
-/// characters.
-fn who(pid: u32, argv: &[String]) -> String {
-    if argv.is_empty() {
-        format!("pid {pid}")
-    } else {
-        format!(
-            "pid {pid} ({})",
-            crate::report::shorten(&printable(&shell_words::join(argv)), 120)
-        )
-    }
-}
-
 /// A process's command as text (argv shell-quoted).
 pub fn command_text(p: &ProcessRow) -> String {
     shell_words::join(&p.argv)
 }
 
-/// One line about a leaked (or held) segment.
+/// How much of a command the CI formats' messages show.
+const COMMAND_WIDTH: usize = 120;
+
+/// One line about a leaked (or held) segment: the text report's.
 pub fn segment_message(s: &SegmentLeak) -> String {
     format!(
-        "segment shmid={} key={} size={} mode={} created by {}: {}{}",
-        s.shmid,
-        printable(&s.key),
-        s.size,
-        printable(&s.mode),
-        who(s.cpid, s.argv.as_deref().unwrap_or_default()),
-        printable(&s.why),
-        if s.in_kernel {
-            format!(" (remove it: ipcrm -m {})", s.shmid)
-        } else {
-            String::new()
-        }
+        "{}{}",
+        report::segment_text(s, COMMAND_WIDTH),
+        report::removal_hint(s)
     )
 }
 
-/// One line about an attachment never detached.
+/// One line about an attachment never detached: the text report's.
 pub fn attachment_message(a: &AttachmentLeak) -> String {
-    format!(
-        "attachment shmid={} addr={}{} {} in {}: attached and never detached",
-        a.shmid,
-        printable(&a.addr),
-        a.size.map(|s| format!(" size={s}")).unwrap_or_default(),
-        if a.readonly {
-            "read-only"
-        } else {
-            "read-write"
-        },
-        who(a.pid, &a.argv),
-    )
+    report::attachment_text(a, COMMAND_WIDTH)
 }
 
-/// One line about a policy finding.
+/// One line about a policy finding: the text report's, for one process.
 pub fn finding_message(f: &FindingRow) -> String {
-    format!(
-        "{} in {} by {}{}: {}",
-        printable(&f.rule),
-        printable(&f.call),
-        who(f.pid, &f.argv),
-        if f.refused { ", refused" } else { "" },
-        printable(&f.detail)
-    )
+    report::finding_text(f, &report::finding_who(f, COMMAND_WIDTH), "")
 }
 
 /// What belongs to one logged process.

@@ -739,11 +739,70 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 pub const PREFIX: &str = "shmguard: ";
 
 /// `pid N (COMMAND)`, the command shell-quoted and shortened.
-fn with_command(pid: u32, argv: Option<&[String]>) -> String {
+fn with_command(pid: u32, argv: Option<&[String]>, width: usize) -> String {
     match argv {
-        Some(a) if !a.is_empty() => format!("pid {pid} ({})", shorten(&logs::shell_line(a), 60)),
+        Some(a) if !a.is_empty() => format!("pid {pid} ({})", shorten(&logs::shell_line(a), width)),
         _ => format!("pid {pid}"),
     }
+}
+
+/// How the text report and the CI formats name a segment: `segment
+/// shmid=N key=K size=S mode=M created by pid P (CMD): WHY`, the command
+/// cut to `width` characters.
+pub fn segment_text(s: &SegmentLeak, width: usize) -> String {
+    format!(
+        "segment shmid={} key={} size={} mode={} created by {}: {}",
+        s.shmid,
+        esc(&s.key),
+        s.size,
+        esc(&s.mode),
+        with_command(s.cpid, s.argv.as_deref(), width),
+        esc(&s.why)
+    )
+}
+
+/// ` (remove it: ipcrm -m N)` after a segment still in the kernel.
+pub fn removal_hint(s: &SegmentLeak) -> String {
+    if s.in_kernel {
+        format!(" (remove it: ipcrm -m {})", s.shmid)
+    } else {
+        String::new()
+    }
+}
+
+/// How the text report and the CI formats name an attachment never
+/// detached.
+pub fn attachment_text(a: &AttachmentLeak, width: usize) -> String {
+    format!(
+        "attachment shmid={} addr={}{} {} in {}: attached and never detached",
+        a.shmid,
+        esc(&a.addr),
+        a.size.map(|s| format!(" size={s}")).unwrap_or_default(),
+        if a.readonly {
+            "read-only"
+        } else {
+            "read-write"
+        },
+        with_command(a.pid, Some(&a.argv), width),
+    )
+}
+
+/// How the text report and the CI formats name a finding: `RULE in CALL
+/// by WHO[, refused]COUNT: DETAIL`, where `who` names the process(es) and
+/// `count` is empty or ` (N times)`.
+pub fn finding_text(f: &FindingRow, who: &str, count: &str) -> String {
+    format!(
+        "{} in {} by {who}{}{count}: {}",
+        esc(&f.rule),
+        esc(&f.call),
+        if f.refused { ", refused" } else { "" },
+        esc(&f.detail)
+    )
+}
+
+/// A finding's process as the CI formats name it (one process each).
+pub fn finding_who(f: &FindingRow, width: usize) -> String {
+    with_command(f.pid, Some(&f.argv), width)
 }
 
 /// A field for a line of text output: see [`logs::printable`]. Every
@@ -820,7 +879,7 @@ fn group_findings(findings: &[FindingRow]) -> Vec<FindingGroup<'_>> {
 fn group_who(g: &FindingGroup<'_>) -> String {
     const SHOWN: usize = 5;
     if g.pids.len() == 1 {
-        return with_command(g.pids[0], Some(&g.first.argv));
+        return with_command(g.pids[0], Some(&g.first.argv), 60);
     }
     let pids: Vec<String> = g.pids.iter().take(SHOWN).map(u32::to_string).collect();
     let mut pids = pids.join(", ");
@@ -841,48 +900,18 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
     for s in &r.leaked_segments {
         let _ = writeln!(
             out,
-            "{prefix}leak: segment shmid={} key={} size={} mode={} created by {}: {}{}",
-            s.shmid,
-            esc(&s.key),
-            s.size,
-            esc(&s.mode),
-            with_command(s.cpid, s.argv.as_deref()),
-            esc(&s.why),
-            if s.in_kernel {
-                format!(" (remove it: ipcrm -m {})", s.shmid)
-            } else {
-                String::new()
-            }
+            "{prefix}leak: {}{}",
+            segment_text(s, 60),
+            removal_hint(s)
         );
         render_stack(&mut out, prefix, &s.stack);
     }
     for a in &r.leaked_attachments {
-        let _ = writeln!(
-            out,
-            "{prefix}leak: attachment shmid={} addr={}{} {} in {}: attached and never detached",
-            a.shmid,
-            esc(&a.addr),
-            a.size.map(|s| format!(" size={s}")).unwrap_or_default(),
-            if a.readonly {
-                "read-only"
-            } else {
-                "read-write"
-            },
-            with_command(a.pid, Some(&a.argv)),
-        );
+        let _ = writeln!(out, "{prefix}leak: {}", attachment_text(a, 60));
         render_stack(&mut out, prefix, &a.stack);
     }
     for s in &r.notes {
-        let _ = writeln!(
-            out,
-            "{prefix}note: segment shmid={} key={} size={} mode={} created by {}: {}",
-            s.shmid,
-            esc(&s.key),
-            s.size,
-            esc(&s.mode),
-            with_command(s.cpid, s.argv.as_deref()),
-            esc(&s.why)
-        );
+        let _ = writeln!(out, "{prefix}note: {}", segment_text(s, 60));
         render_stack(&mut out, prefix, &s.stack);
     }
     if !r.failures.is_empty() {
@@ -902,19 +931,15 @@ pub fn render_body(r: &Report, prefix: &str) -> String {
     }
     for g in group_findings(&r.findings) {
         let f = g.first;
+        let count = if g.count > 1 {
+            format!(" ({} times)", g.count)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "{prefix}finding: {} in {} by {}{}{}: {}",
-            esc(&f.rule),
-            esc(&f.call),
-            group_who(&g),
-            if f.refused { ", refused" } else { "" },
-            if g.count > 1 {
-                format!(" ({} times)", g.count)
-            } else {
-                String::new()
-            },
-            esc(&f.detail)
+            "{prefix}finding: {}",
+            finding_text(f, &group_who(&g), &count)
         );
         render_stack(&mut out, prefix, &f.stack);
     }
